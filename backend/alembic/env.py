@@ -1,0 +1,65 @@
+"""Alembic environment: the schema's only source, on SQLite and PostgreSQL alike.
+
+The URL comes from `sqlalchemy.url` when a caller (the test suite) sets it, else from the app's
+settings, so `alembic upgrade head` migrates whatever `DATABASE_URL` the service would use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from logging.config import fileConfig
+
+from sqlalchemy.engine import Connection
+
+from alembic import context
+from app.config import Settings, load_settings_or_exit
+from app.database import create_engine
+from app.models import Base
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logging", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+target_metadata = Base.metadata
+
+
+def _settings() -> Settings:
+    url = config.get_main_option("sqlalchemy.url")
+    settings = load_settings_or_exit()
+    return settings.model_copy(update={"database_url": url}) if url else settings
+
+
+def _configure(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        # SQLite cannot ALTER most things in place; batch mode rebuilds tables there.
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _run_online() -> None:
+    engine = create_engine(_settings())
+    async with engine.connect() as connection:
+        await connection.run_sync(_configure)
+    await engine.dispose()
+
+
+def run_migrations_offline() -> None:
+    context.configure(
+        url=_settings().database_url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+        dialect_opts={"paramstyle": "named"},
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    asyncio.run(_run_online())

@@ -1,0 +1,98 @@
+"""Exception handlers: every failure leaves the service in the one error envelope."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from app.errors import AppError, ServiceUnavailable
+
+logger = logging.getLogger(__name__)
+
+# Framework-raised HTTP errors (unknown route, wrong method, ...) get codes like our own.
+HTTP_STATUS_CODES = {
+    400: "INVALID_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    406: "NOT_ACCEPTABLE",
+    413: "FILE_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "VALIDATION_ERROR",
+    429: "RATE_LIMIT_EXCEEDED",
+    503: "SERVICE_UNAVAILABLE",
+}
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"detail": {"code": code, "message": message, "details": details or {}}}
+
+
+def error_json(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+def validation_details(errors: Any) -> dict[str, Any]:
+    """Field errors without the rejected input (it may be a password) or documentation links."""
+    cleaned = [{key: value for key, value in error.items() if key in {"loc", "msg", "type", "ctx"}} for error in errors]
+    return {"errors": jsonable_encoder(cleaned, custom_encoder={Exception: str})}
+
+
+async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    return error_json(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_json(422, "VALIDATION_ERROR", "The request did not pass validation.", validation_details(exc.errors()))
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = HTTP_STATUS_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
+    message = exc.detail if isinstance(exc.detail, str) else "Request failed."
+    return error_json(exc.status_code, code, message, headers=dict(exc.headers or {}))
+
+
+# Failures to reach the database are an outage (503, retry later), not a bug (500).
+DATABASE_OUTAGES = (OperationalError, InterfaceError, PoolTimeoutError, ConnectionError, TimeoutError)
+
+
+async def _database_outage(request: Request, exc: Exception) -> JSONResponse:
+    logger.warning("database unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    outage = ServiceUnavailable("The database is unavailable; try again later.", headers={"Retry-After": "5"})
+    return await _app_error(request, outage)
+
+
+def _unexpected_error_handler(debug: bool) -> Any:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        details: dict[str, Any] = {}
+        if debug:
+            details = {"exception": repr(exc), "traceback": traceback.format_exception(exc)}
+        return error_json(500, "INTERNAL_ERROR", "Internal server error.", details)
+
+    return handler
+
+
+def install_error_handlers(app: FastAPI, *, debug: bool) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    for outage in DATABASE_OUTAGES:
+        app.add_exception_handler(outage, _database_outage)
+    app.add_exception_handler(Exception, _unexpected_error_handler(debug))

@@ -1,0 +1,104 @@
+"""Reading an upload's multipart body as a stream, within the size limit.
+
+FastAPI's `UploadFile` parameter would make Starlette read the whole body before the handler
+runs. Here the body is fed through Starlette's streaming multipart parser (python-multipart)
+behind a counter: an oversized body is refused from its Content-Length without reading it, or
+as soon as the bytes received pass the limit. The file part spools to disk above 1 MiB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect, Request
+
+from app.errors import FileTooLarge, InvalidRequest, ValidationFailed
+from app.schemas.upload import ReceivedUpload
+
+FILE_FIELD = "file"
+# Room for the multipart framing and a few small text fields around the file itself.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+# How the endpoint's body looks in OpenAPI, since it is not declared as a FastAPI parameter.
+UPLOAD_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": [FILE_FIELD],
+                "properties": {
+                    FILE_FIELD: {"type": "string", "format": "binary", "description": "A JPEG or PNG image."}
+                },
+            }
+        }
+    },
+}
+
+
+def _too_large(max_bytes: int) -> FileTooLarge:
+    limit_mb = max_bytes / (1024 * 1024)
+    return FileTooLarge(f"The file is larger than {limit_mb:g} MB.", details={"max_size_bytes": max_bytes})
+
+
+def _missing_file() -> ValidationFailed:
+    return ValidationFailed(
+        "Send the image as multipart/form-data in a field named 'file'.",
+        details={"errors": [{"loc": ["body", FILE_FIELD], "msg": "Field required", "type": "missing"}]},
+    )
+
+
+async def _limited(stream: AsyncIterator[bytes], limit: int, max_bytes: int) -> AsyncGenerator[bytes, None]:
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > limit:
+            raise _too_large(max_bytes)
+        yield chunk
+
+
+async def receive_upload(request: Request, max_bytes: int) -> ReceivedUpload:
+    """Parse the body's `file` part into a spooled temporary file, enforcing `max_bytes`."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise _missing_file()
+    body_limit = max_bytes + MULTIPART_OVERHEAD_BYTES
+    declared_length = request.headers.get("content-length")
+    if declared_length is not None and declared_length.isdigit() and int(declared_length) > body_limit:
+        raise _too_large(max_bytes)
+
+    parser = MultiPartParser(
+        request.headers,
+        _limited(request.stream(), body_limit, max_bytes),
+        max_files=1,
+        max_fields=16,
+        max_part_size=16 * 1024,
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as error:
+        raise InvalidRequest(f"Malformed multipart body: {error.message}") from None
+    except ClientDisconnect:
+        raise InvalidRequest("The client disconnected before the upload finished.") from None
+
+    upload = form.get(FILE_FIELD)
+    if not isinstance(upload, UploadFile):
+        await form.close()
+        raise _missing_file()
+    size = upload.size or 0
+    if size > max_bytes:
+        await form.close()
+        raise _too_large(max_bytes)
+    if size == 0:
+        await form.close()
+        raise InvalidRequest("The file is empty.", details={"field": FILE_FIELD})
+    upload.file.seek(0)
+    return ReceivedUpload(
+        file=upload.file,
+        filename=upload.filename,
+        declared_content_type=upload.content_type,
+        size=size,
+    )

@@ -1,0 +1,130 @@
+"""Settings read from the environment (pydantic-settings).
+
+Nothing here runs at import time: `get_settings()` builds the object on first use, and the app
+factory receives a `Settings` instance, so tests can build apps with their own settings.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+BACKEND_DIR = Path(__file__).resolve().parents[1]
+DATA_DIR = BACKEND_DIR / "data"
+
+# Placeholders that must never sign tokens in production (copied from .env examples by mistake).
+PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "changeme", "secret", "dev-secret"})
+MIN_PRODUCTION_SECRET_LENGTH = 32
+SUPPORTED_DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
+SUPPORTED_CONTENT_TYPES = frozenset({"image/jpeg", "image/png"})
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; environment variable names match the original deployments."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    app_env: Literal["development", "production"] = "development"
+    debug: bool = False
+
+    database_url: str = f"sqlite+aiosqlite:///{DATA_DIR / 'chitram.db'}"
+    db_pool_size: int = Field(default=5, ge=1, le=100)
+    db_max_overflow: int = Field(default=10, ge=0, le=100)
+
+    storage_backend: Literal["local", "minio"] = "local"
+    local_storage_path: Path = DATA_DIR / "images"
+    minio_endpoint: str = "localhost:9000"
+    minio_access_key: str = ""
+    minio_secret_key: str = ""
+    minio_bucket: str = "chitram"
+    minio_secure: bool = False
+    minio_region: str = "us-east-1"
+    # Bound on how long start-up may wait for the bucket check/creation before failing.
+    storage_startup_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    max_file_size_mb: float = Field(default=5, gt=0, le=1024)
+    allowed_content_types: Annotated[tuple[str, ...], NoDecode] = ("image/jpeg", "image/png")
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
+
+    jwt_secret_key: str | None = None
+
+    @field_validator("allowed_content_types", mode="before")
+    @classmethod
+    def _split_content_types(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("allowed_content_types")
+    @classmethod
+    def _known_content_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - SUPPORTED_CONTENT_TYPES)
+        if unknown:
+            raise ValueError(f"unsupported types {unknown}; choose from {sorted(SUPPORTED_CONTENT_TYPES)}")
+        if not value:
+            raise ValueError("at least one content type must be allowed")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _valid_database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a valid SQLAlchemy URL (e.g. postgresql+asyncpg://user@host/db)") from None
+        if url.drivername not in SUPPORTED_DRIVERS:
+            raise ValueError(f"driver {url.drivername!r} is not supported; use one of {sorted(SUPPORTED_DRIVERS)}")
+        if url.drivername.startswith("postgresql") and not url.database:
+            raise ValueError("a PostgreSQL URL must name a database")
+        return value
+
+    @model_validator(mode="after")
+    def _production_needs_real_secret(self) -> Settings:
+        if self.app_env == "production":
+            secret = self.jwt_secret_key
+            if secret is None or secret.strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError("JWT_SECRET_KEY must be set to a real secret when APP_ENV=production")
+            if len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+                raise ValueError(
+                    f"JWT_SECRET_KEY must be at least {MIN_PRODUCTION_SECRET_LENGTH} characters in production"
+                )
+        return self
+
+    @property
+    def max_file_size_bytes(self) -> int:
+        return int(self.max_file_size_mb * 1024 * 1024)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def describe_settings_error(error: ValidationError) -> str:
+    """One line naming each bad variable, for a clean start-up failure."""
+    parts = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"]).upper() or "configuration"
+        message = str(item["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {message}")
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings_or_exit() -> Settings:
+    """Settings from the environment, or one clear line on stderr and exit status 2."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        print(f"chitram: {describe_settings_error(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings_or_exit()

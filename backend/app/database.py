@@ -1,0 +1,95 @@
+"""Engine and session factories, and the request's session: the one place that commits.
+
+Services only `flush()`. Work that must follow the transaction's outcome is registered on the
+session: `on_rollback` undoes a side effect the database cannot roll back (a blob written to the
+object store), `after_commit` starts work that must only see committed rows (deleting a blob,
+enqueueing a background job).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from starlette.requests import Request
+
+from app.config import Settings
+
+logger = logging.getLogger(__name__)
+
+Callback = Callable[[], Awaitable[None]]
+_ON_ROLLBACK = "chitram.on_rollback"
+_AFTER_COMMIT = "chitram.after_commit"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """An async engine for PostgreSQL (pooled, pre-pinged) or the embedded SQLite file."""
+    url = make_url(settings.database_url)
+    if url.drivername.startswith("sqlite"):
+        if url.database and url.database != ":memory:":
+            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _configure_sqlite)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        # A connection dropped by a database restart is replaced instead of failing a request.
+        pool_pre_ping=True,
+        pool_timeout=10,
+        connect_args={"timeout": 5, "command_timeout": 30},
+    )
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers proceed while an upload writes; foreign keys are off by default in SQLite.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def on_rollback(session: AsyncSession, callback: Callback) -> None:
+    """Run `callback` if this request's transaction does not commit."""
+    session.info.setdefault(_ON_ROLLBACK, []).append(callback)
+
+
+def after_commit(session: AsyncSession, callback: Callback) -> None:
+    """Run `callback` once this request's transaction has committed."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+async def _run_callbacks(session: AsyncSession, key: str) -> None:
+    callbacks: list[Callback] = session.info.pop(key, [])
+    for callback in callbacks:
+        try:
+            await callback()
+        except Exception:
+            # The response is already decided; a failed follow-up is logged, never raised.
+            logger.exception("transaction follow-up %s failed", getattr(callback, "__name__", callback))
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's session: commits when the handler returns, rolls back when it raises."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            session.info.pop(_AFTER_COMMIT, None)
+            await _run_callbacks(session, _ON_ROLLBACK)
+            raise
+        session.info.pop(_ON_ROLLBACK, None)
+        await _run_callbacks(session, _AFTER_COMMIT)

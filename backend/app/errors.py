@@ -1,0 +1,101 @@
+"""Every expected failure of the service, with its HTTP status and stable code.
+
+    AppError                        500 INTERNAL_ERROR (base; never raised directly)
+    ├── InvalidRequest              400 INVALID_REQUEST
+    ├── ValidationFailed            422 VALIDATION_ERROR
+    ├── UploadRejected              400 (one subclass per reason)
+    │   ├── InvalidFileFormat       400 INVALID_FILE_FORMAT
+    │   ├── InvalidImage            400 INVALID_IMAGE
+    │   └── ImageDimensionsExceeded 400 IMAGE_DIMENSIONS_EXCEEDED
+    ├── FileTooLarge                413 FILE_TOO_LARGE
+    ├── ImageNotFound               404 IMAGE_NOT_FOUND
+    ├── RangeNotSatisfiable         416 RANGE_NOT_SATISFIABLE
+    ├── StorageUnavailable          503 STORAGE_UNAVAILABLE
+    └── ServiceUnavailable          503 SERVICE_UNAVAILABLE (database unreachable, ...)
+
+Codes are part of the public API: clients switch on them, so never rename one. Every error is
+rendered as `{"detail": {"code", "message", "details"}}` by the handlers in `app/api/errors.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AppError(Exception):
+    status_code: ClassVar[int] = 500
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    default_message: ClassVar[str] = "Internal server error."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        self.details = details or {}
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+
+class InvalidRequest(AppError):
+    status_code = 400
+    code = "INVALID_REQUEST"
+    default_message = "The request is not valid."
+
+
+class ValidationFailed(AppError):
+    status_code = 422
+    code = "VALIDATION_ERROR"
+    default_message = "The request did not pass validation."
+
+
+class UploadRejected(AppError):
+    status_code = 400
+
+
+class InvalidFileFormat(UploadRejected):
+    code = "INVALID_FILE_FORMAT"
+    default_message = "The file is not an allowed image type."
+
+
+class InvalidImage(UploadRejected):
+    code = "INVALID_IMAGE"
+    default_message = "The file could not be decoded as an image."
+
+
+class ImageDimensionsExceeded(UploadRejected):
+    code = "IMAGE_DIMENSIONS_EXCEEDED"
+    default_message = "The image has more pixels than allowed."
+
+
+class FileTooLarge(AppError):
+    status_code = 413
+    code = "FILE_TOO_LARGE"
+    default_message = "The file is larger than allowed."
+
+
+class ImageNotFound(AppError):
+    status_code = 404
+    code = "IMAGE_NOT_FOUND"
+    default_message = "No image with this id."
+
+
+class RangeNotSatisfiable(AppError):
+    status_code = 416
+    code = "RANGE_NOT_SATISFIABLE"
+    default_message = "The requested range is outside the file."
+
+
+class StorageUnavailable(AppError):
+    status_code = 503
+    code = "STORAGE_UNAVAILABLE"
+    default_message = "Image storage is unavailable; try again later."
+
+
+class ServiceUnavailable(AppError):
+    status_code = 503
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "The service is temporarily unavailable; try again later."

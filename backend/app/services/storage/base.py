@@ -1,0 +1,52 @@
+"""The storage interface every backend implements (strategy pattern).
+
+Keys are opaque strings made by the service (`<uuid>.jpg`), never from user input. A backend
+raises `StorageUnavailable` when it cannot reach its store and `StoredObjectMissing` for a key it
+does not hold; it never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import BinaryIO
+
+
+class StoredObjectMissing(Exception):
+    """The key is not in the store."""
+
+
+class StorageBackend(ABC):
+    name: str
+
+    @abstractmethod
+    async def startup(self) -> None:
+        """Prepare the store (create the bucket or folder); bounded in time."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release connections."""
+
+    @abstractmethod
+    async def save(self, key: str, source: BinaryIO, size: int, content_type: str) -> None:
+        """Store `size` bytes read from `source` (positioned at 0) under `key`, streaming."""
+
+    @abstractmethod
+    async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Open `key` and return an iterator over its bytes `start..end` (inclusive; `None` = last).
+
+        Opening happens here, so a missing key (`StoredObjectMissing`) or a dead store
+        (`StorageUnavailable`) raises before the caller has sent any response headers. The
+        iterator releases its file or connection when exhausted or closed early.
+        """
+
+    @abstractmethod
+    async def delete(self, key: str) -> None:
+        """Remove `key`; deleting a missing key is not an error."""
+
+    @abstractmethod
+    async def exists(self, key: str) -> bool:
+        """Whether `key` is stored."""
+
+    @abstractmethod
+    async def health_check(self) -> bool:
+        """True when the store answers; never raises."""

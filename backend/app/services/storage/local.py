@@ -1,0 +1,163 @@
+"""Storage in a folder on the local disk, for development and single-host deployments."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import anyio
+import anyio.to_thread
+
+from app.errors import StorageUnavailable
+from app.services.storage.base import StorageBackend, StoredObjectMissing
+
+CHUNK_SIZE = 256 * 1024
+# mkstemp creates files as 0600; a stored image should be as readable as one written by open().
+STORED_FILE_MODE = 0o644
+
+
+class LocalStorage(StorageBackend):
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_for(self, key: str) -> Path:
+        """The file that holds `key`; raises ValueError for a key that could leave the root."""
+        # Keys are made by the service, never by users; checked anyway so a bug cannot write outside the root.
+        # The check is lexical (no filesystem calls) so it can run on the event loop.
+        if not key or "\\" in key or "\x00" in key or key.startswith("/"):
+            raise ValueError(f"invalid storage key {key!r}")
+        parts = PurePosixPath(key).parts
+        # PurePosixPath drops "." and empty segments; a part count that differs means the key had them.
+        if ".." in parts or len(parts) != key.count("/") + 1:
+            raise ValueError(f"invalid storage key {key!r}")
+        return self.root.joinpath(*parts)
+
+    async def startup(self) -> None:
+        """Create the storage folder."""
+        try:
+            await anyio.to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))
+        except OSError as error:
+            raise StorageUnavailable(f"cannot create the storage folder {self.root}: {error.strerror}") from error
+
+    async def save(self, key: str, source: BinaryIO, size: int, content_type: str) -> None:
+        """Write `size` bytes from `source` to a temporary file, then move it into place atomically."""
+        path = self.path_for(key)
+        try:
+            fd, temp_name = await anyio.to_thread.run_sync(_create_temp_file, path)
+        except OSError as error:
+            raise StorageUnavailable() from error
+        temp_path = Path(temp_name)
+        try:
+            with os.fdopen(fd, "wb") as temp_file:
+                remaining = size
+                while remaining > 0:
+                    remaining -= await anyio.to_thread.run_sync(_copy_chunk, source, temp_file, remaining)
+                await anyio.to_thread.run_sync(_flush_to_disk, temp_file)
+            await anyio.to_thread.run_sync(os.replace, temp_path, path)
+        except BaseException as error:
+            # Shielded so the half-written file is removed even when the upload was cancelled.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: temp_path.unlink(missing_ok=True))
+            if isinstance(error, OSError):
+                raise StorageUnavailable() from error
+            raise
+
+    async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Open `key` and return an iterator over bytes `start..end` (inclusive)."""
+        _check_range(start, end)
+        path = self.path_for(key)
+        try:
+            file = await anyio.to_thread.run_sync(_open_at, path, start)
+        except FileNotFoundError:
+            raise StoredObjectMissing(key) from None
+        except OSError as error:
+            raise StorageUnavailable() from error
+        length = None if end is None else end - start + 1
+        return _read_chunks(file, length)
+
+    async def delete(self, key: str) -> None:
+        """Remove `key`; a missing file is fine."""
+        path = self.path_for(key)
+        try:
+            await anyio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
+        except OSError as error:
+            raise StorageUnavailable() from error
+
+    async def exists(self, key: str) -> bool:
+        """Whether a file for `key` exists."""
+        path = self.path_for(key)
+        return await anyio.to_thread.run_sync(path.is_file)
+
+    async def health_check(self) -> bool:
+        """True when the storage folder exists and is writable."""
+        try:
+            return await anyio.to_thread.run_sync(_is_writable_dir, self.root)
+        except Exception:
+            return False
+
+
+def _check_range(start: int, end: int | None) -> None:
+    if start < 0 or (end is not None and end < start):
+        raise ValueError(f"invalid byte range {start}-{end}")
+
+
+def _create_temp_file(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder as the target, so os.replace is a rename on one filesystem and readers never see half a file.
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.fchmod(fd, STORED_FILE_MODE)
+    return fd, temp_name
+
+
+def _copy_chunk(source: BinaryIO, target: BinaryIO, remaining: int) -> int:
+    chunk = source.read(min(CHUNK_SIZE, remaining))
+    if not chunk:
+        raise ValueError(f"source ended {remaining} bytes before the announced size")
+    target.write(chunk)
+    return len(chunk)
+
+
+def _flush_to_disk(file: BinaryIO) -> None:
+    # Without fsync a crash right after the rename could leave an empty file under the final name.
+    file.flush()
+    os.fsync(file.fileno())
+
+
+def _open_at(path: Path, start: int) -> BinaryIO:
+    file = path.open("rb")
+    try:
+        file.seek(start)
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def _is_writable_dir(path: Path) -> bool:
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+
+
+async def _read_chunks(file: BinaryIO, length: int | None) -> AsyncIterator[bytes]:
+    try:
+        remaining = length
+        while remaining is None or remaining > 0:
+            size = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
+            try:
+                chunk = await anyio.to_thread.run_sync(file.read, size)
+            except OSError as error:
+                raise StorageUnavailable() from error
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+    finally:
+        # Closing a file opened for reading does not block; doing it inline also works when cancelled.
+        with contextlib.suppress(OSError):
+            file.close()

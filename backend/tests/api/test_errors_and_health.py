@@ -1,0 +1,162 @@
+"""One error shape everywhere, health checks, and what clients see when a dependency dies."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from moto.server import ThreadedMotoServer
+
+from app.config import Settings
+from app.main import create_app
+from tests.api.helpers import image_row_count
+from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.factories import make_jpeg, upload, upload_ok
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def stored_files(root: Path) -> list[Path]:
+    return [path for path in root.rglob("*") if path.is_file()]
+
+
+async def test_unknown_route_is_not_found_in_the_envelope(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.json() == {"detail": {"code": "NOT_FOUND", "message": "Not Found", "details": {}}}
+
+
+async def test_wrong_method_is_method_not_allowed(client: httpx.AsyncClient) -> None:
+    response = await client.put("/api/v1/images/upload")
+    assert response.status_code == 405
+    assert response.json()["detail"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+async def test_health_reports_healthy_with_real_checks(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "healthy"
+    assert body["database"] == "connected"
+    assert body["storage"] == "connected"
+    assert body["environment"] == "development"
+    assert body["version"]
+
+
+async def test_openapi_documents_every_endpoint_and_error_code(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    paths = spec["paths"]
+    assert set(paths["/api/v1/images/upload"]) == {"post"}
+    upload_op = paths["/api/v1/images/upload"]["post"]
+    assert "multipart/form-data" in upload_op["requestBody"]["content"]
+    described = " ".join(response["description"] for response in upload_op["responses"].values())
+    for code in ("FILE_TOO_LARGE", "INVALID_FILE_FORMAT", "INVALID_IMAGE", "IMAGE_DIMENSIONS_EXCEEDED"):
+        assert code in described
+    assert {"get", "head"} <= set(paths["/api/v1/images/{image_id}/file"])
+    assert "IMAGE_NOT_FOUND" in paths["/api/v1/images/{image_id}"]["get"]["responses"]["404"]["description"]
+    assert "delete" in paths["/api/v1/images/{image_id}"]
+    assert "/health" in paths
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
+
+
+@pytest.fixture
+async def s3_app(postgres_url: str) -> AsyncIterator[tuple[FastAPI, ThreadedMotoServer]]:
+    """An app on its own moto server, which the test may stop to make S3 go away."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    settings = Settings(
+        database_url=postgres_url,
+        storage_backend="minio",
+        minio_endpoint=f"{host}:{port}",
+        minio_access_key=S3_ACCESS_KEY,
+        minio_secret_key=S3_SECRET_KEY,
+        minio_bucket=f"test-{uuid.uuid4().hex[:12]}",
+    )
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app):
+            yield app, server
+    finally:
+        server.stop()
+        from tests.conftest import _truncate_tables
+
+        await _truncate_tables(postgres_url)
+
+
+async def test_storage_down_during_upload_is_503_and_keeps_no_row(
+    s3_app: tuple[FastAPI, ThreadedMotoServer],
+) -> None:
+    app, server = s3_app
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        server.stop()
+        response = await upload(client, make_jpeg())
+        assert response.status_code == 503
+        assert response.json()["detail"]["code"] == "STORAGE_UNAVAILABLE"
+        assert await image_row_count(app) == 0
+        health = await client.get("/health")
+        assert health.status_code == 503
+        assert health.json()["status"] == "unhealthy"
+        assert health.json()["storage"] == "disconnected"
+        assert health.json()["database"] == "connected"
+
+
+async def test_storage_down_during_delete_still_deletes_the_row(
+    s3_app: tuple[FastAPI, ThreadedMotoServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, server = s3_app
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        created = await upload_ok(client)
+        server.stop()
+        response = await client.delete(f"/api/v1/images/{created['id']}")
+        assert response.status_code == 204
+        assert (await client.get(f"/api/v1/images/{created['id']}")).status_code == 404
+    assert await image_row_count(app) == 0
+    assert any("could not be removed" in record.getMessage() for record in caplog.records)
+
+
+async def test_storage_down_during_download_is_503(s3_app: tuple[FastAPI, ThreadedMotoServer]) -> None:
+    app, server = s3_app
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        created = await upload_ok(client)
+        server.stop()
+        response = await client.get(created["url"])
+        assert response.status_code == 503
+        assert response.json()["detail"]["code"] == "STORAGE_UNAVAILABLE"
+
+
+async def test_database_down_makes_health_unhealthy_and_requests_503(tmp_path: Path) -> None:
+    settings = Settings(
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/chitram",
+        storage_backend="local",
+        local_storage_path=tmp_path,
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        health = await client.get("/health")
+        assert health.status_code == 503
+        assert health.json()["status"] == "unhealthy"
+        assert health.json()["database"] == "disconnected"
+        assert health.json()["storage"] == "connected"
+        response = await client.get(f"/api/v1/images/{uuid.uuid4()}")
+        assert response.status_code == 503
+        assert response.json()["detail"]["code"] == "SERVICE_UNAVAILABLE"
+        uploaded = await upload(client, make_jpeg())
+        assert uploaded.status_code == 503
+    assert stored_files(tmp_path) == []  # no orphan blob when the row could not be written

@@ -1,0 +1,54 @@
+"""Metadata and deletion."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.config import Settings
+from tests.api.helpers import bucket_keys, image_row_count
+from tests.factories import make_png, upload_ok
+
+
+async def test_metadata_has_the_same_fields_as_the_upload_response(client: httpx.AsyncClient) -> None:
+    created = await upload_ok(client, make_png(33, 21), filename="diagram.png")
+    response = await client.get(f"/api/v1/images/{created['id']}")
+    assert response.status_code == 200
+    assert response.json() == created
+
+
+@pytest.mark.parametrize("image_id", [str(uuid.uuid4()), "not-a-uuid", "1", "x" * 300, "💥"])
+async def test_unknown_or_malformed_id_is_image_not_found(client: httpx.AsyncClient, image_id: str) -> None:
+    response = await client.get(f"/api/v1/images/{image_id}")
+    assert response.status_code == 404
+    assert response.json()["detail"]["code"] == "IMAGE_NOT_FOUND"
+
+
+async def test_metadata_does_not_expose_upload_ip_or_storage_key(client: httpx.AsyncClient) -> None:
+    created = await upload_ok(client)
+    text = (await client.get(f"/api/v1/images/{created['id']}")).text
+    assert "203.0.113.7" not in text
+    assert "storage_key" not in text
+
+
+async def test_delete_removes_row_and_stored_file(client: httpx.AsyncClient, app: FastAPI, settings: Settings) -> None:
+    created = await upload_ok(client)
+    assert bucket_keys(settings) == {f"{created['id']}.jpg"}
+    response = await client.delete(f"/api/v1/images/{created['id']}")
+    assert response.status_code == 204
+    assert response.content == b""
+    assert (await client.get(f"/api/v1/images/{created['id']}")).status_code == 404
+    assert (await client.get(created["url"])).status_code == 404
+    assert await image_row_count(app) == 0
+    assert bucket_keys(settings) == set()
+
+
+async def test_second_delete_is_404(client: httpx.AsyncClient) -> None:
+    created = await upload_ok(client)
+    assert (await client.delete(f"/api/v1/images/{created['id']}")).status_code == 204
+    again = await client.delete(f"/api/v1/images/{created['id']}")
+    assert again.status_code == 404
+    assert again.json()["detail"]["code"] == "IMAGE_NOT_FOUND"

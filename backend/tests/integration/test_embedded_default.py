@@ -1,0 +1,114 @@
+"""The embedded default (SQLite + local disk) served by a real uvicorn, as `make run` starts it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import BACKEND_DIR
+from tests.factories import make_jpeg
+
+# Variables a developer's shell might carry that would point the child somewhere else.
+SERVICE_VARIABLES = ("DATABASE_URL", "STORAGE_BACKEND", "LOCAL_STORAGE_PATH", "APP_ENV", "JWT_SECRET_KEY", "DEBUG")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def embedded_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    storage = tmp_path / "images"
+    env = service_env(
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'chitram.db'}",
+        LOCAL_STORAGE_PATH=str(storage),
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+    )
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=BACKEND_DIR, env=env, check=True, capture_output=True
+    )
+    log = (tmp_path / "server.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "app"], cwd=BACKEND_DIR, env=env, stdout=log, stderr=log)
+    base_url = f"http://127.0.0.1:{env['PORT']}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {(tmp_path / 'server.log').read_text()}")
+            time.sleep(0.1)
+        yield base_url, storage
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def test_embedded_default_uploads_serves_and_deletes_over_http(embedded_server: tuple[str, Path]) -> None:
+    base_url, storage = embedded_server
+    body = make_jpeg(120, 80)
+    with httpx.Client(base_url=base_url) as client:
+        health = client.get("/health").json()
+        assert health == {**health, "status": "healthy", "database": "connected", "storage": "connected"}
+        created = client.post("/api/v1/images/upload", files={"file": ("smoke.jpg", body, "image/jpeg")})
+        assert created.status_code == 201, created.text
+        image = created.json()
+        assert (storage / f"{image['id']}.jpg").read_bytes() == body
+        download = client.get(image["url"])
+        assert download.status_code == 200
+        assert download.content == body
+        assert download.headers["x-content-type-options"] == "nosniff"
+        assert client.get(f"/api/v1/images/{image['id']}").json()["created_at"] == image["created_at"]
+        assert client.delete(f"/api/v1/images/{image['id']}").status_code == 204
+        assert client.get(image["url"]).status_code == 404
+        assert not (storage / f"{image['id']}.jpg").exists()
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"STORAGE_BACKEND": "ftp"}, "STORAGE_BACKEND"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "mysql://root@localhost/x"}, "DATABASE_URL"),
+        ({"APP_ENV": "production"}, "JWT_SECRET_KEY"),
+        ({"APP_ENV": "production", "JWT_SECRET_KEY": "changethis"}, "JWT_SECRET_KEY"),
+        ({"MAX_FILE_SIZE_MB": "-1"}, "MAX_FILE_SIZE_MB"),
+    ],
+)
+def test_bad_configuration_stops_start_up_with_one_clear_line(variables: dict[str, str], message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app"],
+        cwd=BACKEND_DIR,
+        env=service_env(**variables),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("chitram: invalid configuration:")
+    assert message in lines[0]
+    assert "changethis" not in lines[0]  # the rejected secret is not echoed
