@@ -28,7 +28,8 @@ from app.config import Settings
 
 BACKEND_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = BACKEND_DIR.parent
-CORPUS_DIR = REPO_ROOT.parent / "shared" / "images"
+# The shared image corpus lives beside the checkout (as in CI); CHITRAM_IMAGE_CORPUS overrides it.
+CORPUS_DIR = Path(os.environ.get("CHITRAM_IMAGE_CORPUS", REPO_ROOT.parent / "shared" / "images"))
 DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 S3_ACCESS_KEY = "test-access-key"
 S3_SECRET_KEY = "test-secret-key"
@@ -39,7 +40,9 @@ TEST_CLIENT_ADDRESS = ("203.0.113.7", 50000)
 def load_corpus() -> list[dict[str, Any]]:
     manifest = CORPUS_DIR / "manifest.json"
     if not manifest.is_file():
-        raise RuntimeError(f"image corpus not found at {CORPUS_DIR} (shared/images beside the checkout)")
+        raise RuntimeError(
+            f"image corpus not found at {CORPUS_DIR}: put shared/images beside the checkout or set CHITRAM_IMAGE_CORPUS"
+        )
     cases: list[dict[str, Any]] = json.loads(manifest.read_text())["files"]
     return cases
 
