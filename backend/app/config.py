@@ -54,6 +54,27 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=50_000_000, ge=1)
 
     jwt_secret_key: str | None = None
+    jwt_expire_minutes: int = Field(default=1440, ge=1, le=60 * 24 * 90)
+    allow_anonymous_uploads: bool = True
+
+    # Redis: metadata cache and shared rate limits. None (the embedded default) = no Redis at all.
+    redis_url: str | None = None
+    cache_key_prefix: str = "chitram:"
+    cache_ttl_seconds: int = Field(default=3600, ge=1)
+    rate_limit_per_minute: int = Field(default=10, ge=1)
+    auth_rate_limit_per_minute: int = Field(default=5, ge=1)
+    # Peers whose X-Forwarded-For is believed (uvicorn's option of the same name): IPs, CIDRs or "*".
+    forwarded_allow_ips: str = "127.0.0.1"
+
+    upload_concurrency_limit: int = Field(default=10, ge=1, le=1000)
+    upload_concurrency_timeout: float = Field(default=30.0, gt=0)
+
+    thumbnail_size: int = Field(default=300, ge=16, le=2048)
+    thumbnail_concurrency: int = Field(default=2, ge=1, le=32)
+    thumbnail_timeout_seconds: float = Field(default=30.0, gt=0)
+    thumbnail_max_attempts: int = Field(default=5, ge=1, le=50)
+    # How often each process looks for thumbnails whose job was lost (crash, restart, failure).
+    thumbnail_sweep_interval_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("allowed_content_types", mode="before")
     @classmethod
@@ -100,6 +121,15 @@ class Settings(BaseSettings):
     @property
     def max_file_size_bytes(self) -> int:
         return int(self.max_file_size_mb * 1024 * 1024)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
 
     @property
     def is_sqlite(self) -> bool:
