@@ -11,7 +11,16 @@
     ├── ImageNotFound               404 IMAGE_NOT_FOUND
     ├── RangeNotSatisfiable         416 RANGE_NOT_SATISFIABLE
     ├── StorageUnavailable          503 STORAGE_UNAVAILABLE
-    └── ServiceUnavailable          503 SERVICE_UNAVAILABLE (database unreachable, ...)
+    ├── ServiceUnavailable          503 SERVICE_UNAVAILABLE (database unreachable, uploads full)
+    ├── Unauthorized                401 UNAUTHORIZED (missing or bad credentials; WWW-Authenticate)
+    │   ├── TokenExpired            401 TOKEN_EXPIRED
+    │   └── InvalidCredentials      401 INVALID_CREDENTIALS
+    ├── Forbidden                   403 FORBIDDEN
+    │   ├── DeleteTokenRequired     403 DELETE_TOKEN_REQUIRED
+    │   └── InvalidDeleteToken      403 INVALID_DELETE_TOKEN
+    ├── EmailExists                 409 EMAIL_EXISTS
+    ├── RateLimitExceeded           429 RATE_LIMIT_EXCEEDED (Retry-After)
+    └── ThumbnailNotReady           404 THUMBNAIL_NOT_READY
 
 Codes are part of the public API: clients switch on them, so never rename one. Every error is
 rendered as `{"detail": {"code", "message", "details"}}` by the handlers in `app/api/errors.py`.
@@ -99,3 +108,57 @@ class ServiceUnavailable(AppError):
     status_code = 503
     code = "SERVICE_UNAVAILABLE"
     default_message = "The service is temporarily unavailable; try again later."
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "UNAUTHORIZED"
+    default_message = "Authentication required."
+
+    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None) -> None:
+        # RFC 6750: a 401 names the scheme the client should use.
+        super().__init__(message, details=details, headers={"WWW-Authenticate": "Bearer"})
+
+
+class TokenExpired(Unauthorized):
+    code = "TOKEN_EXPIRED"
+    default_message = "The access token has expired; log in again."
+
+
+class InvalidCredentials(Unauthorized):
+    code = "INVALID_CREDENTIALS"
+    default_message = "Incorrect email or password."
+
+
+class Forbidden(AppError):
+    status_code = 403
+    code = "FORBIDDEN"
+    default_message = "You may not do this to this image."
+
+
+class DeleteTokenRequired(Forbidden):
+    code = "DELETE_TOKEN_REQUIRED"
+    default_message = "Deleting an anonymous upload needs its delete token (X-Delete-Token header)."
+
+
+class InvalidDeleteToken(Forbidden):
+    code = "INVALID_DELETE_TOKEN"
+    default_message = "The delete token does not match this image."
+
+
+class EmailExists(AppError):
+    status_code = 409
+    code = "EMAIL_EXISTS"
+    default_message = "An account with this email already exists."
+
+
+class RateLimitExceeded(AppError):
+    status_code = 429
+    code = "RATE_LIMIT_EXCEEDED"
+    default_message = "Too many requests; slow down."
+
+
+class ThumbnailNotReady(AppError):
+    status_code = 404
+    code = "THUMBNAIL_NOT_READY"
+    default_message = "The thumbnail is not ready yet."

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 from fastapi import FastAPI
 
-from app.api import health, images
+from app.api import auth, health, images, users
 from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
 from app.database import create_engine, create_sessionmaker
@@ -23,6 +24,18 @@ Chitram is a self-hosted image host. Upload a JPEG or PNG, get its metadata and 
 Every error has one shape: `{"detail": {"code": "...", "message": "...", "details": {...}}}`;
 `code` is stable and listed with each endpoint's responses.
 """
+
+
+SESSION_COOKIE_NAME = "chitram_session"
+
+
+def _jwt_secret(settings: Settings) -> str:
+    if settings.jwt_secret_key:
+        return settings.jwt_secret_key
+    # Development without a configured secret: a random one per process, so no guessable default
+    # ever signs a token. Production refuses to start without one (see Settings).
+    logger.warning("JWT_SECRET_KEY is not set: using a random secret; tokens end when the process does")
+    return secrets.token_urlsafe(48)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -51,8 +64,12 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.jwt_secret = _jwt_secret(settings)
+    app.state.session_cookie_name = SESSION_COOKIE_NAME
     install_error_handlers(app, debug=settings.debug)
+    app.include_router(auth.router)
     app.include_router(images.router)
+    app.include_router(users.router)
     app.include_router(health.router)
     return app
 

@@ -42,3 +42,19 @@ async def upload_ok(
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created
+
+
+def token_of(created: dict[str, Any]) -> dict[str, str]:
+    """The header that proves an anonymous upload's delete token."""
+    return {"X-Delete-Token": str(created["delete_token"])}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def register(client: httpx.AsyncClient, email: str, password: str = "correct horse battery") -> dict[str, Any]:
+    response = await client.post("/api/v1/auth/register", json={"email": email, "password": password})
+    assert response.status_code == 201, response.text
+    registered: dict[str, Any] = response.json()
+    return registered

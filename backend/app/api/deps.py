@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Query, Request
+from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.database import get_session
-from app.models import Image
-from app.services import image_service
+from app.errors import Unauthorized
+from app.models import Image, User
+from app.services import auth_service, image_service
 from app.services.storage import StorageBackend
+from app.services.tokens import decode_access_token
+
+# auto_error=False: anonymous callers are allowed where the handler says so.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
 def _settings(request: Request) -> Settings:
@@ -30,6 +36,37 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 StorageDep = Annotated[StorageBackend, Depends(_storage)]
 
 
+def bearer_token(request: Request, header_token: str | None) -> str | None:
+    """The access token from the Authorization header, else from the browser's session cookie."""
+    if header_token:
+        return header_token
+    cookie: str | None = request.cookies.get(request.app.state.session_cookie_name)
+    return cookie or None
+
+
+async def _optional_user(
+    request: Request, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
+) -> User | None:
+    presented = bearer_token(request, token)
+    if presented is None:
+        return None
+    # A token that is present but bad is an error, never a silent fall-back to anonymous.
+    user_id = decode_access_token(presented, secret=request.app.state.jwt_secret)
+    return await auth_service.get_active_user(session, user_id)
+
+
+OptionalUserDep = Annotated[User | None, Depends(_optional_user)]
+
+
+async def _current_user(user: OptionalUserDep) -> User:
+    if user is None:
+        raise Unauthorized()
+    return user
+
+
+CurrentUserDep = Annotated[User, Depends(_current_user)]
+
+
 async def _image(image_id: str, session: SessionDep) -> Image:
     return await image_service.get_image(session, image_id)
 
@@ -37,6 +74,16 @@ async def _image(image_id: str, session: SessionDep) -> Image:
 ImageDep = Annotated[Image, Depends(_image)]
 
 
+def _delete_token(
+    header: Annotated[str | None, Header(alias="X-Delete-Token", description="The anonymous upload's token.")] = None,
+    query: Annotated[str | None, Query(alias="delete_token", description="Same, for old clients.")] = None,
+) -> str | None:
+    return header or query
+
+
+DeleteTokenDep = Annotated[str | None, Depends(_delete_token)]
+
+
 def client_ip(request: Request) -> str | None:
-    """The peer address (already resolved from trusted proxy headers by the server)."""
+    """The peer address (already resolved from trusted proxy headers by the middleware)."""
     return request.client.host if request.client else None

@@ -6,22 +6,35 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
-from app.api.deps import ImageDep, SessionDep, SettingsDep, StorageDep, client_ip
+from app.api.deps import (
+    DeleteTokenDep,
+    ImageDep,
+    OptionalUserDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    client_ip,
+)
 from app.api.file_responses import stored_file_response
 from app.api.upload_body import UPLOAD_REQUEST_BODY, receive_upload
 from app.errors import (
+    DeleteTokenRequired,
     FileTooLarge,
+    Forbidden,
     ImageDimensionsExceeded,
     ImageNotFound,
+    InvalidDeleteToken,
     InvalidFileFormat,
     InvalidImage,
     InvalidRequest,
     RangeNotSatisfiable,
     StorageUnavailable,
+    TokenExpired,
+    Unauthorized,
     ValidationFailed,
 )
 from app.schemas.errors import error_responses
-from app.schemas.image import ImageRead
+from app.schemas.image import ImageRead, ImageUploaded
 from app.services import image_service
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
@@ -30,7 +43,7 @@ router = APIRouter(prefix="/api/v1/images", tags=["images"])
 @router.post(
     "/upload",
     status_code=status.HTTP_201_CREATED,
-    response_model=ImageRead,
+    response_model=ImageUploaded,
     openapi_extra={"requestBody": UPLOAD_REQUEST_BODY},
     responses=error_responses(
         InvalidRequest,
@@ -40,16 +53,28 @@ router = APIRouter(prefix="/api/v1/images", tags=["images"])
         FileTooLarge,
         ValidationFailed,
         StorageUnavailable,
+        Unauthorized,
+        TokenExpired,
     ),
 )
-async def upload_image(request: Request, session: SessionDep, storage: StorageDep, settings: SettingsDep) -> ImageRead:
-    """Upload a JPEG or PNG image (multipart field `file`)."""
+async def upload_image(
+    request: Request, session: SessionDep, storage: StorageDep, settings: SettingsDep, user: OptionalUserDep
+) -> ImageUploaded:
+    """Upload a JPEG or PNG image (multipart field `file`).
+
+    With a Bearer token the image belongs to that account; an anonymous upload gets a one-time
+    `delete_token` in this response instead.
+    """
+    if user is None and not settings.allow_anonymous_uploads:
+        raise Unauthorized("Anonymous uploads are disabled; log in to upload.")
     upload = await receive_upload(request, settings.max_file_size_bytes)
     try:
-        image = await image_service.create_image(session, storage, settings, upload, client_ip=client_ip(request))
+        image, delete_token = await image_service.create_image(
+            session, storage, settings, upload, owner=user, client_ip=client_ip(request)
+        )
     finally:
         upload.file.close()
-    return ImageRead.model_validate(image)
+    return ImageUploaded.model_validate(image).model_copy(update={"delete_token": delete_token})
 
 
 @router.get("/{image_id}", response_model=ImageRead, responses=error_responses(ImageNotFound))
@@ -77,9 +102,14 @@ async def download_image(request: Request, image: ImageDep, storage: StorageDep)
     "/{image_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=error_responses(ImageNotFound),
+    responses=error_responses(
+        ImageNotFound, Unauthorized, TokenExpired, Forbidden, DeleteTokenRequired, InvalidDeleteToken
+    ),
 )
-async def delete_image(image: ImageDep, session: SessionDep, storage: StorageDep) -> Response:
-    """Delete an image and its stored bytes."""
+async def delete_image(
+    image: ImageDep, session: SessionDep, storage: StorageDep, user: OptionalUserDep, delete_token: DeleteTokenDep
+) -> Response:
+    """Delete an image: its owner (Bearer token) or the holder of its delete token (`X-Delete-Token`)."""
+    image_service.authorize_delete(image, user, delete_token)
     await image_service.delete_image(session, storage, image)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

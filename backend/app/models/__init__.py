@@ -2,5 +2,6 @@
 
 from app.models.base import Base
 from app.models.image import Image
+from app.models.user import User
 
-__all__ = ["Base", "Image"]
+__all__ = ["Base", "Image", "User"]

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 
 class ImageRead(BaseModel):
+    """Public metadata: never the owner's email, the uploader's IP or token hashes."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: uuid.UUID
@@ -24,3 +26,15 @@ class ImageRead(BaseModel):
     @property
     def url(self) -> str:
         return f"/api/v1/images/{self.id}/file"
+
+
+class ImageUploaded(ImageRead):
+    delete_token: str | None = Field(
+        default=None,
+        description="Anonymous uploads only: the one way to delete this image. Shown once; save it.",
+    )
+
+
+class ImagePage(BaseModel):
+    items: list[ImageRead]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")

@@ -8,14 +8,24 @@ import uuid
 from typing import BinaryIO
 
 import anyio.to_thread
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.database import after_commit, on_rollback
-from app.errors import ImageNotFound
-from app.models import Image
+from app.errors import (
+    DeleteTokenRequired,
+    Forbidden,
+    ImageNotFound,
+    InvalidDeleteToken,
+    Unauthorized,
+    ValidationFailed,
+)
+from app.models import Image, User
 from app.schemas.upload import ReceivedUpload
 from app.services.storage import StorageBackend
+from app.services.tokens import delete_token_matches, hash_delete_token, new_delete_token
+from app.utils.cursors import InvalidCursor, decode_cursor, encode_cursor
 from app.utils.filenames import extension_for, sanitize_filename
 from app.utils.image_validation import ImageInfo, inspect_image
 
@@ -49,9 +59,13 @@ async def create_image(
     settings: Settings,
     upload: ReceivedUpload,
     *,
+    owner: User | None,
     client_ip: str | None,
-) -> Image:
-    """Validate an upload, store its bytes and add its row (the caller's transaction commits)."""
+) -> tuple[Image, str | None]:
+    """Validate an upload, store its bytes and add its row (the caller's transaction commits).
+
+    Returns the image and, for an anonymous upload, its delete token: shown once, stored hashed.
+    """
     # Pillow and hashing are CPU work: off the event loop.
     info, checksum = await anyio.to_thread.run_sync(_analyse, upload, settings)
     image_id = uuid.uuid4()
@@ -75,9 +89,14 @@ async def create_image(
         checksum=checksum,
         upload_ip=client_ip,
     )
+    delete_token = None if owner is not None else new_delete_token()
+    if owner is not None:
+        image.owner_id = owner.id
+    else:
+        image.delete_token_hash = hash_delete_token(delete_token or "")
     session.add(image)
     await session.flush()
-    return image
+    return image, delete_token
 
 
 async def get_image(session: AsyncSession, image_id: str) -> Image:
@@ -90,6 +109,42 @@ async def get_image(session: AsyncSession, image_id: str) -> Image:
     if image is None:
         raise ImageNotFound(details={"id": str(parsed)})
     return image
+
+
+def authorize_delete(image: Image, user: User | None, delete_token: str | None) -> None:
+    """Only the owner (logged in) or the holder of an anonymous upload's delete token may delete."""
+    if image.owner_id is not None:
+        if user is None:
+            raise Unauthorized("Log in as the image's owner to delete it.")
+        if user.id != image.owner_id:
+            raise Forbidden("This image belongs to another account.")
+        return
+    if image.delete_token_hash is None:
+        raise Forbidden("This image cannot be deleted.")
+    if not delete_token:
+        raise DeleteTokenRequired()
+    if not delete_token_matches(delete_token, image.delete_token_hash):
+        raise InvalidDeleteToken()
+
+
+async def list_user_images(
+    session: AsyncSession, user: User, *, limit: int, cursor: str | None
+) -> tuple[list[Image], str | None]:
+    """One page of the user's images, newest first, and the cursor of the next page (or None)."""
+    query = select(Image).where(Image.owner_id == user.id)
+    if cursor:
+        try:
+            created_at, image_id = decode_cursor(cursor)
+        except InvalidCursor:
+            raise ValidationFailed(
+                "The cursor is not valid; start again without it.",
+                details={"errors": [{"loc": ["query", "cursor"], "msg": "Invalid cursor", "type": "value_error"}]},
+            ) from None
+        query = query.where(tuple_(Image.created_at, Image.id) < tuple_(created_at, image_id))
+    rows = list(await session.scalars(query.order_by(Image.created_at.desc(), Image.id.desc()).limit(limit + 1)))
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return page, next_cursor
 
 
 async def delete_image(session: AsyncSession, storage: StorageBackend, image: Image) -> None:

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.main import create_app
 from tests.api.helpers import image_row_count
 from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
-from tests.factories import make_jpeg, upload, upload_ok
+from tests.factories import make_jpeg, token_of, upload, upload_ok
 
 
 def closed_port() -> int:
@@ -121,7 +121,7 @@ async def test_storage_down_during_delete_still_deletes_the_row(
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         created = await upload_ok(client)
         server.stop()
-        response = await client.delete(f"/api/v1/images/{created['id']}")
+        response = await client.delete(f"/api/v1/images/{created['id']}", headers=token_of(created))
         assert response.status_code == 204
         assert (await client.get(f"/api/v1/images/{created['id']}")).status_code == 404
     assert await image_row_count(app) == 0

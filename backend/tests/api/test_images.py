@@ -10,14 +10,14 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from tests.api.helpers import bucket_keys, image_row_count
-from tests.factories import make_png, upload_ok
+from tests.factories import make_png, token_of, upload_ok
 
 
 async def test_metadata_has_the_same_fields_as_the_upload_response(client: httpx.AsyncClient) -> None:
     created = await upload_ok(client, make_png(33, 21), filename="diagram.png")
     response = await client.get(f"/api/v1/images/{created['id']}")
     assert response.status_code == 200
-    assert response.json() == created
+    assert response.json() == {key: value for key, value in created.items() if key != "delete_token"}
 
 
 @pytest.mark.parametrize("image_id", [str(uuid.uuid4()), "not-a-uuid", "1", "x" * 300, "💥"])
@@ -37,7 +37,7 @@ async def test_metadata_does_not_expose_upload_ip_or_storage_key(client: httpx.A
 async def test_delete_removes_row_and_stored_file(client: httpx.AsyncClient, app: FastAPI, settings: Settings) -> None:
     created = await upload_ok(client)
     assert bucket_keys(settings) == {f"{created['id']}.jpg"}
-    response = await client.delete(f"/api/v1/images/{created['id']}")
+    response = await client.delete(f"/api/v1/images/{created['id']}", headers=token_of(created))
     assert response.status_code == 204
     assert response.content == b""
     assert (await client.get(f"/api/v1/images/{created['id']}")).status_code == 404
@@ -48,7 +48,7 @@ async def test_delete_removes_row_and_stored_file(client: httpx.AsyncClient, app
 
 async def test_second_delete_is_404(client: httpx.AsyncClient) -> None:
     created = await upload_ok(client)
-    assert (await client.delete(f"/api/v1/images/{created['id']}")).status_code == 204
-    again = await client.delete(f"/api/v1/images/{created['id']}")
+    assert (await client.delete(f"/api/v1/images/{created['id']}", headers=token_of(created))).status_code == 204
+    again = await client.delete(f"/api/v1/images/{created['id']}", headers=token_of(created))
     assert again.status_code == 404
     assert again.json()["detail"]["code"] == "IMAGE_NOT_FOUND"

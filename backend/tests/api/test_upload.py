@@ -46,7 +46,8 @@ async def test_upload_returns_metadata_and_a_working_direct_link(client: httpx.A
     assert response.status_code == 201
     created = response.json()
     assert set(created) == {
-        "id", "filename", "content_type", "file_size", "width", "height", "checksum", "url", "created_at"
+        "id", "filename", "content_type", "file_size", "width", "height", "checksum", "url", "created_at",
+        "delete_token",
     }  # fmt: skip
     assert created["filename"] == "holiday.jpg"
     assert created["content_type"] == "image/jpeg"

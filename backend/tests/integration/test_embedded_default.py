@@ -81,7 +81,8 @@ def test_embedded_default_uploads_serves_and_deletes_over_http(embedded_server: 
         assert download.content == body
         assert download.headers["x-content-type-options"] == "nosniff"
         assert client.get(f"/api/v1/images/{image['id']}").json()["created_at"] == image["created_at"]
-        assert client.delete(f"/api/v1/images/{image['id']}").status_code == 204
+        headers = {"X-Delete-Token": image["delete_token"]}
+        assert client.delete(f"/api/v1/images/{image['id']}", headers=headers).status_code == 204
         assert client.get(image["url"]).status_code == 404
         assert not (storage / f"{image['id']}.jpg").exists()
 

@@ -1,0 +1,49 @@
+"""Accounts: registration, login and resolving a token to its user."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import EmailExists, InvalidCredentials, Unauthorized
+from app.models import User
+from app.services.passwords import hash_password, verify_password
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def register_user(session: AsyncSession, email: str, password: str) -> User:
+    """Create an account; EMAIL_EXISTS when the address is taken (also when two sign-ups race)."""
+    normalised = normalise_email(email)
+    if await session.scalar(select(User.id).where(User.email == normalised)) is not None:
+        raise EmailExists()
+    user = User(email=normalised, hashed_password=await hash_password(password), is_active=True)
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # The other registration committed between our check and our insert.
+        raise EmailExists() from None
+    return user
+
+
+async def authenticate(session: AsyncSession, email: str, password: str) -> User:
+    """The user with these credentials; INVALID_CREDENTIALS for unknown email and wrong password alike."""
+    user = await session.scalar(select(User).where(User.email == normalise_email(email)))
+    valid = await verify_password(password, user.hashed_password if user else None)
+    if user is None or not valid or not user.is_active:
+        raise InvalidCredentials()
+    return user
+
+
+async def get_active_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    """The active user a valid token names; UNAUTHORIZED when the account is gone or disabled."""
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized("The account for this token no longer exists.")
+    return user
