@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     thumbnail_max_attempts: int = Field(default=5, ge=1, le=50)
     # How often each process looks for thumbnails whose job was lost (crash, restart, failure).
     thumbnail_sweep_interval_seconds: float = Field(default=5.0, gt=0)
+    # First retry delay after a transient failure; doubles per attempt, capped at five minutes.
+    thumbnail_retry_base_seconds: float = Field(default=2.0, gt=0)
+    # Off only for a process that must not make thumbnails (another process or a worker does).
+    thumbnail_workers_enabled: bool = True
 
     @field_validator("allowed_content_types", mode="before")
     @classmethod

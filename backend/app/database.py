@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         session.info.pop(_ON_ROLLBACK, None)
         await _run_callbacks(session, _AFTER_COMMIT)
+
+
+@asynccontextmanager
+async def background_session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for work outside a request (jobs receive ids and open their own): one transaction."""
+    async with sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise

@@ -1,7 +1,9 @@
-"""The application factory: `create_app(settings)` wires engine, storage, routers and handlers."""
+"""The application factory: `create_app(settings)` wires engine, storage, Redis, jobs, routers and handlers."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -9,24 +11,31 @@ from contextlib import asynccontextmanager
 from importlib.metadata import version
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.api import auth, health, images, users
 from app.api.errors import install_error_handlers
+from app.api.rate_limits import RateLimitMiddleware
 from app.config import Settings, get_settings
 from app.database import create_engine, create_sessionmaker
+from app.services.cache import MetadataCache
+from app.services.concurrency import UploadSlots
+from app.services.rate_limit import RateLimiter
+from app.services.redis_client import RedisHandle
 from app.services.storage import build_storage
+from app.services.thumbnail_jobs import ThumbnailJobs
 
 logger = logging.getLogger(__name__)
 
+SESSION_COOKIE_NAME = "chitram_session"
 DESCRIPTION = """
-Chitram is a self-hosted image host. Upload a JPEG or PNG, get its metadata and a direct link.
+Chitram is a self-hosted image host. Upload a JPEG or PNG, get its metadata, a direct link and a
+300 px thumbnail. Log in (Authorize, top right) to own your uploads; anonymous uploads get a
+one-time delete token instead.
 
 Every error has one shape: `{"detail": {"code": "...", "message": "...", "details": {...}}}`;
 `code` is stable and listed with each endpoint's responses.
 """
-
-
-SESSION_COOKIE_NAME = "chitram_session"
 
 
 def _jwt_secret(settings: Settings) -> str:
@@ -44,15 +53,37 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
         storage = build_storage(settings)
+        redis = RedisHandle(settings.redis_url)
+        cache = MetadataCache(redis, key_prefix=settings.cache_key_prefix, ttl_seconds=settings.cache_ttl_seconds)
+        thumbnails = ThumbnailJobs(
+            sessionmaker=sessionmaker, storage=storage, settings=settings, on_ready=cache.invalidate
+        )
+        worker: asyncio.Task[None] | None = None
         try:
             await storage.startup()
             app.state.engine = engine
-            app.state.sessionmaker = create_sessionmaker(engine)
+            app.state.sessionmaker = sessionmaker
             app.state.storage = storage
-            logger.info("chitram started: env=%s storage=%s", settings.app_env, storage.name)
+            app.state.redis = redis
+            app.state.cache = cache
+            app.state.rate_limiter = RateLimiter(redis, key_prefix=f"{settings.cache_key_prefix}ratelimit")
+            app.state.upload_slots = UploadSlots(settings.upload_concurrency_limit, settings.upload_concurrency_timeout)
+            app.state.thumbnails = thumbnails
+            if settings.thumbnail_workers_enabled:
+                # A plain task, not a task group around the yield: the lifespan's start and end may
+                # run in different tasks (test runners do this), which a cancel scope forbids.
+                worker = asyncio.create_task(thumbnails.run(), name="thumbnail-jobs")
+            logger.info("chitram started: env=%s storage=%s redis=%s", settings.app_env, storage.name, redis.state())
             yield
         finally:
+            if worker is not None:
+                worker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await worker
+            await thumbnails.close()
+            await redis.close()
             await storage.close()
             await engine.dispose()
 
@@ -71,6 +102,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(images.router)
     app.include_router(users.router)
     app.include_router(health.router)
+    # Added last = runs first: the client address is resolved before anything is counted by it.
+    app.add_middleware(RateLimitMiddleware)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app
 
 

@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from alembic import command
 from app.config import Settings
 
+pytest_plugins = ["tests.redis_fixtures"]
+
 BACKEND_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = BACKEND_DIR.parent
 # The shared image corpus lives beside the checkout (as in CI); CHITRAM_IMAGE_CORPUS overrides it.
@@ -100,9 +102,17 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(postgres_url: str, s3_endpoint: str) -> Settings:
-    """The production stack: PostgreSQL and S3 over HTTP, in a fresh bucket per test."""
+def settings(postgres_url: str, s3_endpoint: str, redis_url: str) -> Settings:
+    """The production stack: PostgreSQL, S3 over HTTP (a fresh bucket per test) and Redis.
+
+    Rate limits are raised so that tests which upload a lot are not refused; the limits have
+    tests of their own.
+    """
     return Settings(
+        redis_url=redis_url,
+        rate_limit_per_minute=10_000,
+        auth_rate_limit_per_minute=10_000,
+        thumbnail_sweep_interval_seconds=0.2,
         app_env="development",
         database_url=postgres_url,
         storage_backend="minio",

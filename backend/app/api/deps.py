@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
@@ -13,7 +14,10 @@ from app.database import get_session
 from app.errors import Unauthorized
 from app.models import Image, User
 from app.services import auth_service, image_service
+from app.services.cache import MetadataCache
+from app.services.concurrency import UploadSlots
 from app.services.storage import StorageBackend
+from app.services.thumbnail_jobs import ThumbnailJobs
 from app.services.tokens import decode_access_token
 
 # auto_error=False: anonymous callers are allowed where the handler says so.
@@ -30,10 +34,30 @@ def _storage(request: Request) -> StorageBackend:
     return storage
 
 
+def _cache(request: Request) -> MetadataCache:
+    cache: MetadataCache = request.app.state.cache
+    return cache
+
+
+def _thumbnails(request: Request) -> ThumbnailJobs:
+    thumbnails: ThumbnailJobs = request.app.state.thumbnails
+    return thumbnails
+
+
+async def _upload_slot(request: Request) -> AsyncIterator[None]:
+    slots: UploadSlots = request.app.state.upload_slots
+    async with slots.acquire():
+        yield
+
+
 # scope="function": commit (or roll back) before the response is sent, so a 2xx means committed.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 StorageDep = Annotated[StorageBackend, Depends(_storage)]
+CacheDep = Annotated[MetadataCache, Depends(_cache)]
+ThumbnailsDep = Annotated[ThumbnailJobs, Depends(_thumbnails)]
+# Taken before the body is read, released as soon as the handler is done with it.
+UploadSlotDep = Annotated[None, Depends(_upload_slot, scope="function")]
 
 
 def bearer_token(request: Request, header_token: str | None) -> str | None:

@@ -5,17 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import JSONResponse
 
 from app.api.deps import (
+    CacheDep,
     DeleteTokenDep,
     ImageDep,
     OptionalUserDep,
     SessionDep,
     SettingsDep,
     StorageDep,
+    ThumbnailsDep,
+    UploadSlotDep,
     client_ip,
 )
-from app.api.file_responses import stored_file_response
+from app.api.file_responses import original_file, stored_file_response, thumbnail_file
 from app.api.upload_body import UPLOAD_REQUEST_BODY, receive_upload
 from app.errors import (
     DeleteTokenRequired,
@@ -28,11 +32,15 @@ from app.errors import (
     InvalidImage,
     InvalidRequest,
     RangeNotSatisfiable,
+    RateLimitExceeded,
+    ServiceUnavailable,
     StorageUnavailable,
+    ThumbnailNotReady,
     TokenExpired,
     Unauthorized,
     ValidationFailed,
 )
+from app.models import ThumbnailStatus
 from app.schemas.errors import error_responses
 from app.schemas.image import ImageRead, ImageUploaded
 from app.services import image_service
@@ -55,10 +63,18 @@ router = APIRouter(prefix="/api/v1/images", tags=["images"])
         StorageUnavailable,
         Unauthorized,
         TokenExpired,
+        RateLimitExceeded,
+        ServiceUnavailable,
     ),
 )
 async def upload_image(
-    request: Request, session: SessionDep, storage: StorageDep, settings: SettingsDep, user: OptionalUserDep
+    _slot: UploadSlotDep,
+    request: Request,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    user: OptionalUserDep,
+    thumbnails: ThumbnailsDep,
 ) -> ImageUploaded:
     """Upload a JPEG or PNG image (multipart field `file`).
 
@@ -70,17 +86,25 @@ async def upload_image(
     upload = await receive_upload(request, settings.max_file_size_bytes)
     try:
         image, delete_token = await image_service.create_image(
-            session, storage, settings, upload, owner=user, client_ip=client_ip(request)
+            session, storage, settings, upload, owner=user, client_ip=client_ip(request), thumbnails=thumbnails
         )
     finally:
         upload.file.close()
     return ImageUploaded.model_validate(image).model_copy(update={"delete_token": delete_token})
 
 
-@router.get("/{image_id}", response_model=ImageRead, responses=error_responses(ImageNotFound))
-async def read_image(image: ImageDep) -> ImageRead:
-    """Metadata of one image."""
-    return ImageRead.model_validate(image)
+@router.get(
+    "/{image_id}",
+    response_model=ImageRead,
+    responses={
+        200: {"headers": {"X-Cache": {"description": "HIT, MISS or DISABLED", "schema": {"type": "string"}}}},
+        **error_responses(ImageNotFound),
+    },
+)
+async def read_image(image_id: str, session: SessionDep, cache: CacheDep) -> JSONResponse:
+    """Metadata of one image (served from the cache when warm: see `X-Cache`)."""
+    metadata, cache_status = await image_service.get_image_metadata(session, cache, image_id)
+    return JSONResponse(metadata, headers={"X-Cache": cache_status})
 
 
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -95,7 +119,32 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 @router.head("/{image_id}/file", response_class=Response, responses=FILE_RESPONSES, operation_id="head_image")
 async def download_image(request: Request, image: ImageDep, storage: StorageDep) -> Response:
     """The original bytes, streamed, with ETag and Range support."""
-    return await stored_file_response(request, storage, image)
+    return await stored_file_response(request, storage, original_file(image))
+
+
+THUMBNAIL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The thumbnail (JPEG, or PNG when the original has transparency).", "content": {}},
+    304: {"description": "Not modified (If-None-Match matched the ETag)."},
+    **error_responses(ImageNotFound, ThumbnailNotReady, StorageUnavailable),
+}
+
+
+@router.get(
+    "/{image_id}/thumbnail", response_class=Response, responses=THUMBNAIL_RESPONSES, operation_id="download_thumbnail"
+)
+@router.head(
+    "/{image_id}/thumbnail", response_class=Response, responses=THUMBNAIL_RESPONSES, operation_id="head_thumbnail"
+)
+async def download_thumbnail(request: Request, image: ImageDep, storage: StorageDep) -> Response:
+    """The 300 px thumbnail, or THUMBNAIL_NOT_READY while it is being made."""
+    if image.thumbnail_status == ThumbnailStatus.FAILED:
+        raise ThumbnailNotReady(
+            "No thumbnail can be made for this image.",
+            details={"thumbnail_status": "failed", "reason": image.thumbnail_error},
+        )
+    if image.thumbnail_status != ThumbnailStatus.READY:
+        raise ThumbnailNotReady(details={"thumbnail_status": image.thumbnail_status}, headers={"Retry-After": "1"})
+    return await stored_file_response(request, storage, thumbnail_file(image))
 
 
 @router.delete(
@@ -107,9 +156,14 @@ async def download_image(request: Request, image: ImageDep, storage: StorageDep)
     ),
 )
 async def delete_image(
-    image: ImageDep, session: SessionDep, storage: StorageDep, user: OptionalUserDep, delete_token: DeleteTokenDep
+    image: ImageDep,
+    session: SessionDep,
+    storage: StorageDep,
+    cache: CacheDep,
+    user: OptionalUserDep,
+    delete_token: DeleteTokenDep,
 ) -> Response:
     """Delete an image: its owner (Bearer token) or the holder of its delete token (`X-Delete-Token`)."""
     image_service.authorize_delete(image, user, delete_token)
-    await image_service.delete_image(session, storage, image)
+    await image_service.delete_image(session, storage, image, forget_cached=cache.invalidate)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,7 +1,7 @@
 """ORM models; importing this package registers every table on `Base.metadata`."""
 
 from app.models.base import Base
-from app.models.image import Image
+from app.models.image import Image, ThumbnailStatus
 from app.models.user import User
 
-__all__ = ["Base", "Image", "User"]
+__all__ = ["Base", "Image", "ThumbnailStatus", "User"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
@@ -11,10 +12,20 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.models.base import Base, UTCDateTime, utc_now
 
 
+class ThumbnailStatus(StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+    FAILED = "failed"
+
+
 class Image(Base):
     __tablename__ = "images"
     # Serves "my images, newest first" as an index-only keyset scan.
-    __table_args__ = (Index("ix_images_owner_created", "owner_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_images_owner_created", "owner_id", "created_at", "id"),
+        # The sweeper's query: pending thumbnails whose lease has run out.
+        Index("ix_images_thumbnail_pending", "thumbnail_status", "thumbnail_lease_until"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     # The sanitised name the uploader gave; shown and used in Content-Disposition, never as a key.
@@ -32,3 +43,14 @@ class Image(Base):
     owner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
     # SHA-256 of the anonymous upload's delete token: the token itself is shown once and never stored.
     delete_token_hash: Mapped[str | None] = mapped_column(String(64))
+
+    # The thumbnail job's whole state lives in the row, so any process can resume it (ADR 0008).
+    thumbnail_status: Mapped[str] = mapped_column(String(16), default=ThumbnailStatus.PENDING)
+    thumbnail_key: Mapped[str | None] = mapped_column(String(255))
+    thumbnail_content_type: Mapped[str | None] = mapped_column(String(64))
+    thumbnail_size: Mapped[int | None] = mapped_column(Integer)
+    thumbnail_checksum: Mapped[str | None] = mapped_column(String(64))
+    thumbnail_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    thumbnail_error: Mapped[str | None] = mapped_column(String(255))
+    # Claimed by a worker until then (or, after a failure, not to be retried before then).
+    thumbnail_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

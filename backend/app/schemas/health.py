@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 ComponentState = Literal["connected", "disconnected"]
 
 
+class UploadConcurrency(BaseModel):
+    limit: int
+    in_use: int
+    waiting: int
+
+
 class HealthRead(BaseModel):
-    status: Literal["healthy", "degraded", "unhealthy"]
+    status: Literal["healthy", "degraded", "unhealthy"] = Field(
+        description="unhealthy (503): database or storage down; degraded: Redis down, served without it."
+    )
     version: str
     environment: str
     database: ComponentState
     storage: ComponentState
+    cache: Literal["connected", "disconnected", "disabled"]
+    rate_limiter: Literal["redis", "memory", "memory-fallback"]
+    upload_concurrency: UploadConcurrency

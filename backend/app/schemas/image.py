@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -21,11 +22,24 @@ class ImageRead(BaseModel):
     height: int
     checksum: str = Field(description="SHA-256 of the stored bytes, hex; also the file's ETag.")
     created_at: datetime
+    thumbnail_status: Literal["pending", "ready", "failed"] = Field(
+        description="`pending` while the 300 px thumbnail is being made; `failed` if it never can be."
+    )
 
     @computed_field(description="Direct link to the original bytes.")  # type: ignore[prop-decorator]
     @property
     def url(self) -> str:
         return f"/api/v1/images/{self.id}/file"
+
+    @computed_field(description="Whether the thumbnail can be fetched.")  # type: ignore[prop-decorator]
+    @property
+    def thumbnail_ready(self) -> bool:
+        return self.thumbnail_status == "ready"
+
+    @computed_field(description="Link to the thumbnail once it is ready, else null.")  # type: ignore[prop-decorator]
+    @property
+    def thumbnail_url(self) -> str | None:
+        return f"/api/v1/images/{self.id}/thumbnail" if self.thumbnail_ready else None
 
 
 class ImageUploaded(ImageRead):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from typing import BinaryIO
+from collections.abc import Awaitable, Callable
+from typing import Any, BinaryIO, Protocol
 
 import anyio.to_thread
 from sqlalchemy import select, tuple_
@@ -21,9 +22,12 @@ from app.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from app.models import Image, User
+from app.models import Image, ThumbnailStatus, User
+from app.schemas.image import ImageRead
 from app.schemas.upload import ReceivedUpload
+from app.services.cache import CacheStatus, MetadataCache
 from app.services.storage import StorageBackend
+from app.services.thumbnail_render import thumbnail_key
 from app.services.tokens import delete_token_matches, hash_delete_token, new_delete_token
 from app.utils.cursors import InvalidCursor, decode_cursor, encode_cursor
 from app.utils.filenames import extension_for, sanitize_filename
@@ -32,6 +36,10 @@ from app.utils.image_validation import ImageInfo, inspect_image
 logger = logging.getLogger(__name__)
 
 HASH_CHUNK_BYTES = 1024 * 1024
+
+
+class ThumbnailQueue(Protocol):
+    def enqueue(self, image_id: uuid.UUID) -> None: ...
 
 
 def _sha256(file: BinaryIO) -> str:
@@ -61,6 +69,7 @@ async def create_image(
     *,
     owner: User | None,
     client_ip: str | None,
+    thumbnails: ThumbnailQueue,
 ) -> tuple[Image, str | None]:
     """Validate an upload, store its bytes and add its row (the caller's transaction commits).
 
@@ -96,19 +105,45 @@ async def create_image(
         image.delete_token_hash = hash_delete_token(delete_token or "")
     session.add(image)
     await session.flush()
+
+    async def request_thumbnail() -> None:
+        thumbnails.enqueue(image_id)
+
+    # Only after the commit: a job must never look for a row that is not there yet.
+    after_commit(session, request_thumbnail)
     return image, delete_token
+
+
+def parse_image_id(image_id: str) -> uuid.UUID:
+    """The id as a UUID; a malformed id names no image."""
+    try:
+        return uuid.UUID(image_id)
+    except ValueError:
+        raise ImageNotFound(details={"id": image_id[:64]}) from None
 
 
 async def get_image(session: AsyncSession, image_id: str) -> Image:
     """The image with this id; malformed and unknown ids alike are IMAGE_NOT_FOUND."""
-    try:
-        parsed = uuid.UUID(image_id)
-    except ValueError:
-        raise ImageNotFound(details={"id": image_id[:64]}) from None
+    parsed = parse_image_id(image_id)
     image = await session.get(Image, parsed)
     if image is None:
         raise ImageNotFound(details={"id": str(parsed)})
     return image
+
+
+async def get_image_metadata(
+    session: AsyncSession, cache: MetadataCache, image_id: str
+) -> tuple[dict[str, Any], CacheStatus]:
+    """Public metadata, from the cache when it has it (cache-aside), and whether it did."""
+    parsed = parse_image_id(image_id)
+    cached, status = await cache.get(parsed)
+    if cached is not None:
+        return cached, status
+    metadata = ImageRead.model_validate(await get_image(session, image_id)).model_dump(mode="json")
+    # A pending thumbnail changes state in moments: caching it would race the job's invalidation.
+    if status == "MISS" and metadata["thumbnail_status"] != ThumbnailStatus.PENDING:
+        await cache.set(parsed, metadata)
+    return metadata, status
 
 
 def authorize_delete(image: Image, user: User | None, delete_token: str | None) -> None:
@@ -147,17 +182,28 @@ async def list_user_images(
     return page, next_cursor
 
 
-async def delete_image(session: AsyncSession, storage: StorageBackend, image: Image) -> None:
-    """Remove the row; the stored bytes go once the deletion has committed."""
-    storage_key = image.storage_key
+async def delete_image(
+    session: AsyncSession,
+    storage: StorageBackend,
+    image: Image,
+    *,
+    forget_cached: Callable[[uuid.UUID], Awaitable[None]],
+) -> None:
+    """Remove the row; the original, every thumbnail and the cache entry go once that has committed."""
+    image_id = image.id
+    # Thumbnail keys are deterministic: remove both candidates, whatever the row said when loaded
+    # (a job may finish between our read and our commit).
+    keys = [image.storage_key, *(thumbnail_key(str(image_id), kind) for kind in ("image/jpeg", "image/png"))]
     await session.delete(image)
     await session.flush()
 
-    async def remove_blob() -> None:
-        try:
-            await storage.delete(storage_key)
-        except Exception:
-            # The row is gone, so the image is gone for every client; the blob is an orphan to sweep.
-            logger.exception("image %s deleted but its object %s could not be removed", image.id, storage_key)
+    async def remove_blobs() -> None:
+        await forget_cached(image_id)
+        for key in keys:
+            try:
+                await storage.delete(key)
+            except Exception:
+                # The row is gone, so the image is gone for every client; the blob is an orphan to sweep.
+                logger.exception("image %s deleted but its object %s could not be removed", image_id, key)
 
-    after_commit(session, remove_blob)
+    after_commit(session, remove_blobs)

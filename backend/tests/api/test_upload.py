@@ -47,7 +47,7 @@ async def test_upload_returns_metadata_and_a_working_direct_link(client: httpx.A
     created = response.json()
     assert set(created) == {
         "id", "filename", "content_type", "file_size", "width", "height", "checksum", "url", "created_at",
-        "delete_token",
+        "delete_token", "thumbnail_status", "thumbnail_ready", "thumbnail_url",
     }  # fmt: skip
     assert created["filename"] == "holiday.jpg"
     assert created["content_type"] == "image/jpeg"

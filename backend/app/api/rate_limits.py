@@ -1,0 +1,102 @@
+"""Rate limits as ASGI middleware, so a refused request is answered before its body is read.
+
+FastAPI reads a JSON or form body before it runs any dependency, so a dependency could not keep
+a flood of login attempts from being parsed. Requests are counted per user when they carry a
+valid access token and per client address otherwise (the address comes from the socket, or from
+X-Forwarded-For only when the peer is a trusted proxy: ProxyHeadersMiddleware runs first).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.errors import error_body
+from app.config import Settings
+from app.errors import RateLimitExceeded, Unauthorized
+from app.services.rate_limit import RateLimiter, RateLimitResult
+from app.services.tokens import decode_access_token
+
+LimitFor = Callable[[Settings], int]
+
+# (method, path) -> (scope shared by the routes it names, limit per minute)
+LIMITED_ROUTES: dict[tuple[str, str], tuple[str, LimitFor]] = {
+    ("POST", "/api/v1/images/upload"): ("upload", lambda settings: settings.rate_limit_per_minute),
+    ("POST", "/api/v1/auth/login"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
+    ("POST", "/api/v1/auth/register"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
+    ("POST", "/api/v1/auth/token"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
+}
+
+
+def _bearer_token(scope: Scope, cookie_name: str) -> str | None:
+    headers = Headers(scope=scope)
+    authorization = headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    for part in headers.get("cookie", "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == cookie_name and value:
+            return value
+    return None
+
+
+def client_identity(scope: Scope) -> str:
+    """`user:<id>` for a valid access token, else `ip:<address>`."""
+    app_state = scope["app"].state
+    token = _bearer_token(scope, app_state.session_cookie_name)
+    if token:
+        try:
+            return f"user:{decode_access_token(token, secret=app_state.jwt_secret)}"
+        except Unauthorized:
+            pass  # a bad token is refused by the endpoint; count it by address meanwhile
+    client = scope.get("client")
+    return f"ip:{client[0] if client else 'unknown'}"
+
+
+class RateLimitMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rule = LIMITED_ROUTES.get((scope["method"], scope["path"]))
+        if rule is None:
+            await self.app(scope, receive, send)
+            return
+        name, limit_for = rule
+        app_state = scope["app"].state
+        limiter: RateLimiter = app_state.rate_limiter
+        result = await limiter.hit(name, client_identity(scope), limit_for(app_state.settings))
+        if not result.allowed:
+            await _refuse(result, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for key, value in result.headers().items():
+                    headers[key] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def _refuse(result: RateLimitResult, send: Send) -> None:
+    error = RateLimitExceeded(
+        f"Too many requests; try again in {result.retry_after_seconds} seconds.",
+        details={"limit": result.limit, "retry_after_seconds": result.retry_after_seconds},
+    )
+    body = json.dumps(error_body(error.code, error.message, error.details)).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((key.lower().encode(), value.encode()) for key, value in result.headers().items()),
+    ]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,144 @@
+"""Sliding-window rate limits, shared by every process through Redis (the `limits` library).
+
+The strategy is `limits`' moving window: each hit is a timestamp, and a hit is allowed while fewer
+than `limit` hits lie in the last `window_seconds`. Unlike a fixed window, a burst at the end of one
+minute and another at the start of the next cannot both pass.
+
+Where the counts live:
+- no Redis URL: in this process's memory (`redis` is not needed for a single-process deployment);
+- Redis configured and answering: in Redis, so all processes share one count per client;
+- Redis configured but unreachable: we fail **open** to an in-process moving window. Refusing every
+  request because the limiter's store is down would turn a cache outage into a full outage, while
+  per-process limits still stop a single client from hammering one process. Counts made during the
+  outage are not carried over: once Redis answers again (see `RedisBreaker`), Redis counts rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
+
+from app.services.redis_client import RedisHandle, RedisUnavailable
+
+LimiterState = Literal["redis", "memory", "memory-fallback"]
+DEFAULT_WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitResult:
+    """The outcome of one hit, in the units of the `RateLimit-*` and `Retry-After` headers."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_seconds: int
+    retry_after_seconds: int
+
+    def headers(self) -> dict[str, str]:
+        """`RateLimit-Limit/-Remaining/-Reset`, plus `Retry-After` when the hit was refused."""
+        headers = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset_seconds),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(self.retry_after_seconds)
+        return headers
+
+
+def limits_storage_uri(redis_url: str) -> str:
+    """The `limits` async URI for a redis-py URL (`redis://` → `async+redis://`, `unix://` → `async+redis+unix://`)."""
+    if redis_url.startswith("unix://"):
+        return "async+redis+unix://" + redis_url.removeprefix("unix://")
+    return "async+" + redis_url
+
+
+class RateLimiter:
+    """Moving-window limits per (scope, key) in Redis, or in memory without Redis or while it is down."""
+
+    def __init__(
+        self,
+        redis: RedisHandle | str | None,
+        *,
+        key_prefix: str = "chitram:ratelimit",
+        cooldown_seconds: float | None = None,
+    ) -> None:
+        # A shared handle means one pool and one outage log for cache and limits; a URL builds our own.
+        self._owns_redis = not isinstance(redis, RedisHandle)
+        if isinstance(redis, RedisHandle):
+            self.redis = redis
+        elif cooldown_seconds is None:
+            self.redis = RedisHandle(redis)
+        else:
+            self.redis = RedisHandle(redis, cooldown_seconds=cooldown_seconds)
+        self._memory = MovingWindowRateLimiter(MemoryStorage())
+        self._shared: MovingWindowRateLimiter | None = None
+        if self.redis.client is not None and self.redis.url is not None:
+            # Reuse our client's pool, so the limiter gets the same short timeouts and zero retries.
+            pool_options: dict[str, Any] = {"connection_pool": self.redis.client.connection_pool}
+            storage = RedisStorage(
+                limits_storage_uri(self.redis.url), implementation="redispy", key_prefix=key_prefix, **pool_options
+            )
+            self._shared = MovingWindowRateLimiter(storage)
+
+    def state(self) -> LimiterState:
+        """Where counts live now: `redis`, `memory` (no Redis configured) or `memory-fallback`."""
+        if self._shared is None:
+            return "memory"
+        return "memory-fallback" if self.redis.breaker.is_down else "redis"
+
+    async def hit(
+        self, scope: str, key: str, limit_per_minute: int, *, window_seconds: int = DEFAULT_WINDOW_SECONDS
+    ) -> RateLimitResult:
+        """Count one request by `key` (e.g. a client IP) in `scope` (e.g. "upload") and say if it may pass."""
+        item = RateLimitItemPerSecond(limit_per_minute, window_seconds, namespace=scope)
+        if self._shared is not None:
+            shared = self._shared
+
+            async def hit_shared(_client: Redis) -> RateLimitResult:
+                return await _hit(shared, item, key)
+
+            try:
+                return await self.redis.execute(hit_shared)
+            except RedisUnavailable:
+                pass
+        return await _hit(self._memory, item, key)
+
+    async def reset(self) -> None:
+        """Forget every count (tests): this process's memory and, when reachable, our keys in Redis."""
+        await self._memory.storage.reset()
+        if self._shared is not None:
+            shared_storage = self._shared.storage
+
+            async def reset_shared(_client: Redis) -> None:
+                await shared_storage.reset()
+
+            with contextlib.suppress(RedisUnavailable):
+                await self.redis.execute(reset_shared)
+
+    async def close(self) -> None:
+        """Close the Redis pool if this limiter built it from a URL (a shared handle is closed by its owner)."""
+        if self._owns_redis:
+            await self.redis.close()
+
+
+async def _hit(strategy: MovingWindowRateLimiter, item: RateLimitItem, key: str) -> RateLimitResult:
+    allowed = await strategy.hit(item, key)
+    stats = await strategy.get_window_stats(item, key)
+    # `reset_time` is when the oldest counted hit leaves the window, i.e. the next slot frees up.
+    reset_seconds = max(0, math.ceil(stats.reset_time - time.time()))
+    return RateLimitResult(
+        allowed=allowed,
+        limit=item.amount,
+        remaining=max(0, stats.remaining),
+        reset_seconds=reset_seconds,
+        retry_after_seconds=0 if allowed else max(1, reset_seconds),
+    )

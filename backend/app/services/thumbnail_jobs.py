@@ -1,0 +1,207 @@
+"""Background thumbnail jobs: bounded, durable across crashes, safe with several processes.
+
+The job's state is in the image row (ADR 0008). A job is claimed by a conditional UPDATE that
+sets a lease, so exactly one process works on it; a process that dies leaves a lease that runs
+out. Every process sweeps for pending rows whose lease has run out (at start-up and then every
+few seconds), so a job lost to a crash, a restart or a dropped queue entry is picked up again
+without anyone acting. Uploads enqueue their id after the commit for the fast path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+import anyio
+import anyio.to_thread
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.database import background_session
+from app.models import Image, ThumbnailStatus
+from app.models.base import utc_now
+from app.services.storage import StorageBackend
+from app.services.thumbnail_render import RenderedThumbnail, ThumbnailError, render_thumbnail, thumbnail_key
+
+logger = logging.getLogger(__name__)
+
+QUEUE_CAPACITY = 1000  # a full queue drops ids; the sweeper finds them in the database
+SWEEP_BATCH = 100
+MAX_RETRY_DELAY_SECONDS = 300.0
+
+OnReady = Callable[[uuid.UUID], Awaitable[None]]
+
+
+class ThumbnailJobs:
+    """Makes thumbnails in the background for images whose row says `pending`."""
+
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        storage: StorageBackend,
+        settings: Settings,
+        on_ready: OnReady | None = None,
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._storage = storage
+        self._settings = settings
+        self._on_ready = on_ready
+        self._send: MemoryObjectSendStream[uuid.UUID]
+        self._receive: MemoryObjectReceiveStream[uuid.UUID]
+        self._send, self._receive = anyio.create_memory_object_stream[uuid.UUID](QUEUE_CAPACITY)
+        # Threads abandoned by a time-out keep their token, so runaway renders stay bounded too.
+        self._render_limiter = anyio.CapacityLimiter(settings.thumbnail_concurrency)
+        self._lease = timedelta(seconds=settings.thumbnail_timeout_seconds * 2 + 30)
+
+    def enqueue(self, image_id: uuid.UUID) -> None:
+        """Ask for this image's thumbnail soon; never blocks, never fails the caller."""
+        try:
+            self._send.send_nowait(image_id)
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            logger.info("thumbnail queue full or closed; the sweeper will pick up %s", image_id)
+
+    async def run(self) -> None:
+        """Consume the queue and sweep for lost jobs until cancelled."""
+        async with anyio.create_task_group() as group:
+            for _ in range(self._settings.thumbnail_concurrency):
+                group.start_soon(self._consume)
+            group.start_soon(self._sweep_forever)
+
+    async def _consume(self) -> None:
+        async for image_id in self._receive:
+            try:
+                await self.process(image_id)
+            except Exception:
+                # The row keeps its lease; the sweeper retries once it runs out.
+                logger.exception("thumbnail job for %s failed unexpectedly", image_id)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except Exception as error:
+                logger.warning("thumbnail sweep failed (%s); trying again later", type(error).__name__)
+            await anyio.sleep(self._settings.thumbnail_sweep_interval_seconds)
+
+    async def sweep_once(self) -> int:
+        """Enqueue pending images that nobody is working on; returns how many."""
+        now = utc_now()
+        async with background_session(self._sessionmaker) as session:
+            ids = list(
+                await session.scalars(
+                    select(Image.id)
+                    .where(Image.thumbnail_status == ThumbnailStatus.PENDING, _lease_free(now))
+                    .order_by(Image.created_at)
+                    .limit(SWEEP_BATCH)
+                )
+            )
+        for image_id in ids:
+            self.enqueue(image_id)
+        return len(ids)
+
+    async def process(self, image_id: uuid.UUID) -> None:
+        """Claim, render, store and record one image's thumbnail (idempotent)."""
+        claim = await self._claim(image_id)
+        if claim is None:
+            return  # done, failed, deleted, or another process holds the lease
+        storage_key, attempts = claim
+        try:
+            source = await self._read_original(storage_key)
+            with anyio.fail_after(self._settings.thumbnail_timeout_seconds):
+                rendered = await anyio.to_thread.run_sync(
+                    self._render, source, limiter=self._render_limiter, abandon_on_cancel=True
+                )
+            key = thumbnail_key(str(image_id), rendered.content_type)
+            await self._storage.save(key, io.BytesIO(rendered.data), len(rendered.data), rendered.content_type)
+        except ThumbnailError as error:
+            await self._finish_failed(image_id, f"cannot make a thumbnail: {error}")
+            return
+        except Exception as error:
+            await self._retry_later(image_id, attempts, error)
+            return
+        if not await self._finish_ready(image_id, key, rendered):
+            await self._storage.delete(key)  # the image was deleted while we worked
+            return
+        if self._on_ready is not None:
+            await self._on_ready(image_id)
+
+    def _render(self, source: io.BytesIO) -> RenderedThumbnail:
+        return render_thumbnail(source, max_side=self._settings.thumbnail_size)
+
+    async def _claim(self, image_id: uuid.UUID) -> tuple[str, int] | None:
+        now = utc_now()
+        async with background_session(self._sessionmaker) as session:
+            result = await session.execute(
+                update(Image)
+                .where(Image.id == image_id, Image.thumbnail_status == ThumbnailStatus.PENDING, _lease_free(now))
+                .values(thumbnail_lease_until=now + self._lease, thumbnail_attempts=Image.thumbnail_attempts + 1)
+                .returning(Image.storage_key, Image.thumbnail_attempts)
+            )
+            row = result.first()
+        return (row[0], row[1]) if row else None
+
+    async def _read_original(self, storage_key: str) -> io.BytesIO:
+        # Originals are bounded by the upload limit and renders by the limiter, so memory is too.
+        buffer = io.BytesIO()
+        async for chunk in await self._storage.open_range(storage_key):
+            buffer.write(chunk)
+        buffer.seek(0)
+        return buffer
+
+    async def _finish_ready(self, image_id: uuid.UUID, key: str, rendered: RenderedThumbnail) -> bool:
+        async with background_session(self._sessionmaker) as session:
+            result = await session.execute(
+                update(Image)
+                .where(Image.id == image_id)
+                .values(
+                    thumbnail_status=ThumbnailStatus.READY,
+                    thumbnail_key=key,
+                    thumbnail_content_type=rendered.content_type,
+                    thumbnail_size=len(rendered.data),
+                    thumbnail_checksum=hashlib.sha256(rendered.data).hexdigest(),
+                    thumbnail_error=None,
+                    thumbnail_lease_until=None,
+                )
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def _finish_failed(self, image_id: uuid.UUID, reason: str) -> None:
+        logger.warning("thumbnail for %s failed for good: %s", image_id, reason)
+        async with background_session(self._sessionmaker) as session:
+            await session.execute(
+                update(Image)
+                .where(Image.id == image_id)
+                .values(
+                    thumbnail_status=ThumbnailStatus.FAILED, thumbnail_error=reason[:255], thumbnail_lease_until=None
+                )
+            )
+        if self._on_ready is not None:
+            await self._on_ready(image_id)  # cached metadata must show the failure too
+
+    async def _retry_later(self, image_id: uuid.UUID, attempts: int, error: Exception) -> None:
+        reason = f"{type(error).__name__}: {error}"[:200]
+        if attempts >= self._settings.thumbnail_max_attempts:
+            await self._finish_failed(image_id, f"gave up after {attempts} attempts: {reason}")
+            return
+        delay = min(self._settings.thumbnail_retry_base_seconds * 2 ** (attempts - 1), MAX_RETRY_DELAY_SECONDS)
+        logger.info("thumbnail for %s failed (attempt %d, %s); retrying in %.0f s", image_id, attempts, reason, delay)
+        async with background_session(self._sessionmaker) as session:
+            await session.execute(
+                update(Image)
+                .where(Image.id == image_id, Image.thumbnail_status == ThumbnailStatus.PENDING)
+                .values(thumbnail_lease_until=utc_now() + timedelta(seconds=delay), thumbnail_error=reason)
+            )
+
+    async def close(self) -> None:
+        await self._send.aclose()
+
+
+def _lease_free(now: datetime) -> ColumnElement[bool]:
+    return or_(Image.thumbnail_lease_until.is_(None), Image.thumbnail_lease_until < now)

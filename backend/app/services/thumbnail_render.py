@@ -1,0 +1,200 @@
+"""Render the thumbnail of an accepted upload: first frame, EXIF orientation applied, fitted into a square box.
+
+Pure and synchronous (the caller runs it in a worker thread). Only files that passed upload validation
+get here, so a decode failure means the file itself is unusable: `ThumbnailError` says so, and the
+caller does not retry it. Anything else that escapes is treated as transient by the caller.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO, Final
+
+from PIL import ExifTags, Image, JpegImagePlugin
+
+from app.utils.image_validation import JPEG, PNG
+
+# Everything Pillow raises for a file it cannot decode (see the corpus README: not only OSError).
+# MemoryError is deliberately absent: it says nothing about the file and may pass on a retry.
+_DECODE_ERRORS: Final = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    LookupError,
+    struct.error,
+    zlib.error,
+    Image.DecompressionBombError,
+)
+# The same table as ImageOps.exif_transpose; applied to the small result instead of the decoded source.
+_ORIENTATION_TRANSPOSE: Final[dict[int, Image.Transpose]] = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Orientations that turn the stored picture a quarter turn, so stored width is displayed height.
+_QUARTER_TURNS: Final = frozenset({5, 6, 7, 8})
+_SIXTEEN_BIT_MODES: Final = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
+# Maps a 16-bit sample to 8 bits the way the PNG spec scales them (65535 -> 255, rounded), as a
+# lookup table because Image.point only takes linear functions for mode I.
+_SIXTEEN_TO_EIGHT_BIT: Final = [(value + 128) // 257 for value in range(65536)]
+# Above this ratio resize() first shrinks by an integer factor (cheap box reduction), then resamples:
+# Pillow's thumbnail() default, indistinguishable from a full Lanczos at thumbnail sizes.
+_REDUCING_GAP: Final = 2.0
+_JPEG_QUALITY: Final = 85
+
+
+class ThumbnailError(Exception):
+    """The image cannot be decoded into a thumbnail; retrying will not help."""
+
+
+@dataclass(frozen=True)
+class RenderedThumbnail:
+    """An encoded thumbnail and its displayed size."""
+
+    # Kept out of repr so that logging a result does not dump the whole image.
+    data: bytes = field(repr=False)
+    content_type: str
+    width: int
+    height: int
+
+
+def thumbnail_key(image_id: str, content_type: str) -> str:
+    """Return the storage key of an image's thumbnail, deterministic so retries overwrite it."""
+    if content_type == JPEG:
+        return f"thumbnails/{image_id}.jpg"
+    if content_type == PNG:
+        return f"thumbnails/{image_id}.png"
+    raise ValueError(f"thumbnails are JPEG or PNG, not {content_type!r}")
+
+
+def render_thumbnail(source: BinaryIO, *, max_side: int = 300) -> RenderedThumbnail:
+    """Render the oriented first frame fitted into max_side x max_side: PNG if it has transparency, else JPEG."""
+    if max_side < 1:
+        raise ValueError("max_side must be positive")
+    # Read everything up front: a failing read of the source is an I/O problem worth retrying, while
+    # every error Pillow raises on in-memory bytes is a property of the file.
+    data = source.read()
+    try:
+        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG")) as image:
+            thumbnail, orientation = _decode_fitted(image, max_side)
+    except _DECODE_ERRORS as exc:
+        raise ThumbnailError(f"cannot decode the image ({type(exc).__name__}: {exc})"[:200]) from exc
+
+    method = _ORIENTATION_TRANSPOSE.get(orientation)
+    if method is not None:
+        # Turning the thumbnail rather than the decoded source moves a few thousand pixels, not millions.
+        thumbnail = thumbnail.transpose(method)
+    return _encode(thumbnail)
+
+
+def _decode_fitted(image: Image.Image, max_side: int) -> tuple[Image.Image, int]:
+    """Decode frame 0 at the smallest sufficient scale; return it resized (still as stored) and its orientation."""
+    # MPO is a JpegImageFile too: its frame 0 is an ordinary JPEG, and only frame 0 is ever decoded here.
+    is_jpeg = isinstance(image, JpegImagePlugin.JpegImageFile)
+    if not is_jpeg:
+        # PNG may keep its orientation in text chunks after the pixel data, seen only once loaded.
+        image.load()
+    orientation = _read_orientation(image)
+
+    oriented_size = image.size[::-1] if orientation in _QUARTER_TURNS else image.size
+    oriented_target = _fitted_size(*oriented_size, max_side=max_side)
+    target = oriented_target[::-1] if orientation in _QUARTER_TURNS else oriented_target
+
+    box: tuple[float, float, float, float] | None = None
+    if is_jpeg and target != image.size:
+        # libjpeg then decodes at 1/2, 1/4 or 1/8 scale, never below the target in either dimension.
+        # The target is in stored orientation, so a quarter-turned photo is not decoded too small.
+        drafted = image.draft(image.mode, target)
+        if drafted is not None:
+            # Where the original pixels lie in the reduced image (its last row/column may be partial).
+            box = drafted[1]
+    image.load()
+
+    working = _displayable(image)
+    if working.size != target:
+        working = working.resize(target, Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
+    elif working is image:
+        # Detach from the file object, which is closed on return.
+        working = image.copy()
+    return working, orientation
+
+
+def _read_orientation(image: Image.Image) -> int:
+    """Return the EXIF orientation as Pillow reports it (EXIF, PNG text or XMP); 1 when absent or unreadable."""
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:
+        # Broken metadata must not cost a thumbnail of a picture that decodes: browsers show such files
+        # as stored, and so do we.
+        return 1
+    return orientation if isinstance(orientation, int) and orientation in _ORIENTATION_TRANSPOSE else 1
+
+
+def _fitted_size(width: int, height: int, *, max_side: int) -> tuple[int, int]:
+    """Fit (width, height) into a max_side square keeping the aspect ratio; never upscale."""
+    if width <= max_side and height <= max_side:
+        return width, height
+    # The long side is exact; of the two whole numbers around the scaled short side, keep the one whose
+    # aspect ratio is closest to the source's (the rule Image.thumbnail uses, so sizes match Pillow's).
+    aspect = width / height
+    if width > height:
+        exact = max_side / aspect
+        candidates = [(max_side, max(1, short)) for short in (math.floor(exact), math.ceil(exact))]
+    else:
+        exact = max_side * aspect
+        candidates = [(max(1, short), max_side) for short in (math.floor(exact), math.ceil(exact))]
+    return min(candidates, key=lambda size: abs(aspect - size[0] / size[1]))
+
+
+def _displayable(image: Image.Image) -> Image.Image:
+    """Convert to L or RGB (opaque) or LA or RGBA (transparent): modes that resize well and encode as-is."""
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        return _from_sixteen_bit(image)
+    if image.has_transparency_data:
+        # convert() turns a tRNS colour or a palette's alpha into a real alpha band.
+        target_mode = "LA" if mode in ("1", "L", "LA", "La") else "RGBA"
+    else:
+        # Pillow converts CMYK (also Adobe's inverted YCCK) and palettes to RGB; bilevel becomes 0/255.
+        target_mode = "L" if mode in ("1", "L") else "RGB"
+    return image if mode == target_mode else image.convert(target_mode)
+
+
+def _from_sixteen_bit(image: Image.Image) -> Image.Image:
+    """Scale 16-bit grayscale to 8 bits, with the tRNS grey level (if any) as an alpha band."""
+    # convert("L") would clip every sample above 255 to white instead of scaling it.
+    wide = image.convert("I")
+    luminance = wide.point(_SIXTEEN_TO_EIGHT_BIT, "L")
+    transparent_level = image.info.get("transparency")
+    if not isinstance(transparent_level, int) or not 0 <= transparent_level <= 0xFFFF:
+        return luminance
+    # convert("LA") compares the tRNS level against clipped samples, so build the alpha band here.
+    opaque = [255] * 65536
+    opaque[transparent_level] = 0
+    return Image.merge("LA", (luminance, wide.point(opaque, "L")))
+
+
+def _encode(thumbnail: Image.Image) -> RenderedThumbnail:
+    """Encode as PNG when there is an alpha band, else JPEG, without any of the source's metadata."""
+    # Pillow's encoders copy some metadata from info (a PNG's ICC profile, a JPEG comment). Dropping all
+    # of it keeps EXIF orientation from being applied twice and a bogus ICC profile out of the output.
+    thumbnail.info = {}
+    buffer = io.BytesIO()
+    if thumbnail.mode in ("LA", "RGBA"):
+        # optimize=True tries every filter at maximum compression: many times slower for a few percent.
+        thumbnail.save(buffer, "PNG", optimize=False)
+        content_type = PNG
+    else:
+        thumbnail.save(buffer, "JPEG", quality=_JPEG_QUALITY, optimize=False, progressive=False)
+        content_type = JPEG
+    width, height = thumbnail.size
+    return RenderedThumbnail(data=buffer.getvalue(), content_type=content_type, width=width, height=height)
