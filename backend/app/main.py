@@ -13,9 +13,11 @@ from importlib.metadata import version
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.api import auth, health, images, users
+from app.api import auth, health, images, users, web_forms, web_pages
 from app.api.errors import install_error_handlers
 from app.api.rate_limits import RateLimitMiddleware
+from app.api.web_errors import install_web_error_handlers
+from app.api.web_support import STATIC_DIR, VersionedStaticFiles, create_templates
 from app.config import Settings, get_settings
 from app.database import create_engine, create_sessionmaker
 from app.services.cache import MetadataCache
@@ -97,11 +99,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.jwt_secret = _jwt_secret(settings)
     app.state.session_cookie_name = SESSION_COOKIE_NAME
+    app.state.templates = create_templates(settings)
     install_error_handlers(app, debug=settings.debug)
+    install_web_error_handlers(app)
     app.include_router(auth.router)
     app.include_router(images.router)
     app.include_router(users.router)
     app.include_router(health.router)
+    app.include_router(web_pages.router)
+    app.include_router(web_forms.router)
+    app.mount("/static", VersionedStaticFiles(directory=STATIC_DIR), name="static")
     # Added last = runs first: the client address is resolved before anything is counted by it.
     app.add_middleware(RateLimitMiddleware)
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)

@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api.web_support import SAFE_METHODS, check_csrf
 from app.config import Settings
 from app.database import get_session
 from app.errors import Unauthorized
@@ -74,6 +75,9 @@ async def _optional_user(
     presented = bearer_token(request, token)
     if presented is None:
         return None
+    if token is None and request.method not in SAFE_METHODS:
+        # Authenticated by the browser's cookie: the request must prove it came from our pages.
+        check_csrf(request)
     # A token that is present but bad is an error, never a silent fall-back to anonymous.
     user_id = decode_access_token(presented, secret=request.app.state.jwt_secret)
     return await auth_service.get_active_user(session, user_id)

@@ -61,7 +61,7 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_json(422, "VALIDATION_ERROR", "The request did not pass validation.", validation_details(exc.errors()))
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def http_error_response(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_STATUS_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
@@ -92,7 +92,7 @@ def _unexpected_error_handler(debug: bool) -> Any:
 def install_error_handlers(app: FastAPI, *, debug: bool) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(StarletteHTTPException, http_error_response)
     for outage in DATABASE_OUTAGES:
         app.add_exception_handler(outage, _database_outage)
     app.add_exception_handler(Exception, _unexpected_error_handler(debug))

@@ -28,6 +28,10 @@ LIMITED_ROUTES: dict[tuple[str, str], tuple[str, LimitFor]] = {
     ("POST", "/api/v1/auth/login"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
     ("POST", "/api/v1/auth/register"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
     ("POST", "/api/v1/auth/token"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
+    # The web UI's forms share the same budgets as the API they stand for.
+    ("POST", "/upload"): ("upload", lambda settings: settings.rate_limit_per_minute),
+    ("POST", "/login"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
+    ("POST", "/register"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
 }
 
 

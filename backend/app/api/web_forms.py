@@ -1,0 +1,143 @@
+"""Form posts and HTMX actions of the web UI: log in, register, log out, upload, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from pydantic import ValidationError
+from starlette.responses import RedirectResponse, Response
+
+from app.api.deps import SessionDep, SettingsDep, StorageDep, ThumbnailsDep, UploadSlotDep, client_ip
+from app.api.upload_body import receive_upload
+from app.api.web_pages import WebUserDep
+from app.api.web_support import check_csrf, render, safe_next, set_session_cookie
+from app.errors import AppError, ImageNotFound, InvalidCredentials
+from app.models import User
+from app.schemas.image import ImageRead
+from app.schemas.user import UserCreate
+from app.services import auth_service, image_service
+from app.services.cache import MetadataCache
+from app.services.tokens import create_access_token
+
+router = APIRouter(include_in_schema=False)
+
+FormText = Annotated[str, Form(max_length=1024)]
+OptionalFormText = Annotated[str | None, Form(max_length=1024)]
+
+
+def _logged_in(request: Request, user: User, next_path: str, settings: SettingsDep) -> Response:
+    token, _ = create_access_token(
+        user.id, secret=request.app.state.jwt_secret, expire_minutes=settings.jwt_expire_minutes
+    )
+    response = RedirectResponse(safe_next(next_path), status_code=303)
+    set_session_cookie(response, token, settings, request.app.state.session_cookie_name)
+    return response
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    email: FormText,
+    password: FormText,
+    csrf_token: OptionalFormText = None,
+    next: OptionalFormText = None,
+) -> Response:
+    check_csrf(request, csrf_token)
+    try:
+        user = await auth_service.authenticate(session, email, password)
+    except InvalidCredentials as error:
+        context = {"error": error.message, "email": email, "next": safe_next(next)}
+        return render(request, "login.html", context, status_code=401)
+    return _logged_in(request, user, next or "/", settings)
+
+
+@router.post("/register")
+async def register(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    email: FormText,
+    password: FormText,
+    csrf_token: OptionalFormText = None,
+    next: OptionalFormText = None,
+) -> Response:
+    check_csrf(request, csrf_token)
+    context = {"email": email, "next": safe_next(next)}
+    try:
+        account = UserCreate(email=email, password=password)
+    except ValidationError as error:
+        messages = [f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in error.errors()]
+        return render(request, "register.html", {**context, "error": "; ".join(messages)}, status_code=422)
+    try:
+        user = await auth_service.register_user(session, account.email, account.password)
+    except AppError as error:
+        return render(request, "register.html", {**context, "error": error.message}, status_code=error.status_code)
+    return _logged_in(request, user, next or "/", settings)
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf_token: OptionalFormText = None) -> Response:
+    check_csrf(request, csrf_token)
+    response = RedirectResponse("/", status_code=303)
+    response.delete_cookie(request.app.state.session_cookie_name, path="/")
+    return response
+
+
+@router.post("/upload")
+async def upload(
+    _slot: UploadSlotDep,
+    request: Request,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    thumbnails: ThumbnailsDep,
+    user: WebUserDep,
+) -> Response:
+    """HTMX upload: the CSRF token travels in the header, so it is checked before the body is read."""
+    check_csrf(request)
+    if user is None and not settings.allow_anonymous_uploads:
+        return render(request, "_upload_error.html", {"message": "Log in to upload."}, status_code=401)
+    try:
+        received = await receive_upload(request, settings.max_file_size_bytes)
+        try:
+            image, delete_token = await image_service.create_image(
+                session, storage, settings, received, owner=user, client_ip=client_ip(request), thumbnails=thumbnails
+            )
+        finally:
+            received.file.close()
+    except AppError as error:
+        return render(request, "_upload_error.html", {"message": error.message}, status_code=error.status_code)
+    if delete_token is None:
+        return Response(status_code=200, headers={"HX-Redirect": f"/image/{image.id}"})
+    return render(
+        request, "_upload_result.html", {"image": ImageRead.model_validate(image), "delete_token": delete_token}
+    )
+
+
+@router.post("/image/{image_id}/delete")
+async def delete(
+    image_id: str,
+    request: Request,
+    session: SessionDep,
+    storage: StorageDep,
+    user: WebUserDep,
+    csrf_token: OptionalFormText = None,
+    delete_token: OptionalFormText = None,
+) -> Response:
+    check_csrf(request, csrf_token)
+    try:
+        image = await image_service.get_image(session, image_id)
+        image_service.authorize_delete(image, user, delete_token or None)
+    except ImageNotFound:
+        return render(request, "404.html", {"what": "image"}, status_code=404)
+    except AppError as error:
+        return render(request, "_delete_error.html", {"message": error.message}, status_code=error.status_code)
+    cache: MetadataCache = request.app.state.cache
+    await image_service.delete_image(session, storage, image, forget_cached=cache.invalidate)
+    destination = "/my-images?deleted=1" if user is not None else "/?deleted=1"
+    if request.headers.get("HX-Request"):
+        return Response(status_code=200, headers={"HX-Redirect": destination})
+    return RedirectResponse(destination, status_code=303)

@@ -1,0 +1,118 @@
+"""Server-rendered pages (Jinja2 + HTMX): gallery, upload, image page, login and register."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import RedirectResponse, Response
+
+from app.api.deps import SessionDep
+from app.api.web_support import login_url, render, safe_next
+from app.errors import ImageNotFound, Unauthorized
+from app.models import User
+from app.schemas.image import ImageRead
+from app.services import auth_service, image_service
+from app.services.tokens import decode_access_token
+
+router = APIRouter(include_in_schema=False)
+
+GALLERY_PAGE_SIZE = 20
+
+
+class SessionExpired(Exception):
+    """The browser's session cookie is no longer valid: send the user to log in again."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+async def web_user(request: Request, session: SessionDep) -> User | None:
+    """The logged-in user of this browser, None for a visitor; an expired session goes to login."""
+    token = request.cookies.get(request.app.state.session_cookie_name)
+    user = None
+    if token:
+        try:
+            user = await auth_service.get_active_user(
+                session, decode_access_token(token, secret=request.app.state.jwt_secret)
+            )
+        except Unauthorized:
+            raise SessionExpired(request.url.path if request.method == "GET" else "/") from None
+    request.state.user = user
+    return user
+
+
+WebUserDep = Annotated[User | None, Depends(web_user)]
+
+
+async def _gallery_page(session: SessionDep, user: User, cursor: str | None) -> tuple[list[ImageRead], str | None]:
+    images, next_cursor = await image_service.list_user_images(session, user, limit=GALLERY_PAGE_SIZE, cursor=cursor)
+    return [ImageRead.model_validate(image) for image in images], next_cursor
+
+
+@router.get("/")
+async def home(request: Request, session: SessionDep, user: WebUserDep) -> Response:
+    if user is None:
+        return render(request, "index.html")
+    items, next_cursor = await _gallery_page(session, user, None)
+    return render(request, "index.html", {"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/my-images")
+async def my_images(request: Request, session: SessionDep, user: WebUserDep) -> Response:
+    if user is None:
+        return RedirectResponse(login_url("/my-images"), status_code=303)
+    items, next_cursor = await _gallery_page(session, user, None)
+    return render(request, "my_images.html", {"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/partials/gallery")
+async def gallery_partial(
+    request: Request,
+    session: SessionDep,
+    user: WebUserDep,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    if user is None:
+        raise SessionExpired("/")
+    items, next_cursor = await _gallery_page(session, user, cursor)
+    return render(request, "_gallery_items.html", {"items": items, "next_cursor": next_cursor})
+
+
+@router.get("/upload")
+async def upload_page(request: Request, user: WebUserDep) -> Response:
+    return render(request, "upload.html")
+
+
+@router.get("/image/{image_id}")
+async def image_page(image_id: str, request: Request, session: SessionDep, user: WebUserDep) -> Response:
+    try:
+        image = await image_service.get_image(session, image_id)
+    except ImageNotFound:
+        return render(request, "404.html", {"what": "image"}, status_code=404)
+    is_owner = user is not None and image.owner_id == user.id
+    return render(
+        request,
+        "image.html",
+        {
+            "image": ImageRead.model_validate(image),
+            "direct_url": str(request.base_url).rstrip("/") + f"/api/v1/images/{image.id}/file",
+            "can_delete_as_owner": is_owner,
+            "needs_delete_token": image.owner_id is None,
+        },
+    )
+
+
+@router.get("/login")
+async def login_page(request: Request, user: WebUserDep, next: str | None = None) -> Response:
+    if user is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return render(request, "login.html", {"next": safe_next(next)})
+
+
+@router.get("/register")
+async def register_page(request: Request, user: WebUserDep, next: str | None = None) -> Response:
+    if user is not None:
+        return RedirectResponse(safe_next(next), status_code=303)
+    return render(request, "register.html", {"next": safe_next(next)})
