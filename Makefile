@@ -12,7 +12,7 @@ RUN := cd backend && $(UV) run --frozen --no-sync
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup run migrate test lint pytest format
+.PHONY: help setup system-deps run migrate test lint pytest format bench
 
 help:
 	@echo "make run    serve Chitram on $(HOST):$(PORT) (SQLite + local storage unless DATABASE_URL/STORAGE_BACKEND say otherwise)"
@@ -33,15 +33,20 @@ migrate: setup
 run: migrate
 	$(RUN) env HOST=$(HOST) PORT=$(PORT) python -m app
 
-lint: setup
-	$(RUN) ruff check .
-	$(RUN) ruff format --check .
-	$(RUN) mypy
+# Debian packages the checks need (caddy, chromium, wrk, nginx, postgresql-client); no-op when present.
+system-deps:
+	bash scripts/install-system-deps.sh
+
+# The same hooks as .pre-commit-config.yaml (whitespace, ruff, mypy, hadolint, shellcheck, compose
+# schema, private keys), then the deployment files for real (caddy validate, compose config, env names).
+lint: setup system-deps
+	$(RUN) pre-commit run --all-files --show-diff-on-failure
+	bash scripts/lint-deploy.sh
 	@# One place commits the request's session (app/database.py); services only flush.
 	@if grep -rn '\.commit()' backend/app --include='*.py' | grep -v 'app/database.py'; then \
 		echo "session.commit() outside app/database.py"; exit 1; fi
 
-pytest: setup
+pytest: setup system-deps
 	$(RUN) pytest
 
 test: lint pytest

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from logging.config import fileConfig
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from alembic import context
@@ -29,7 +30,15 @@ def _settings() -> Settings:
     return settings.model_copy(update={"database_url": url}) if url else settings
 
 
+# Any fixed number: every Chitram process that migrates takes the same PostgreSQL advisory lock.
+MIGRATION_LOCK_ID = 0x43484954  # "CHIT"
+
+
 def _configure(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Several containers starting at once must not run the same migration twice: the first
+        # migrates, the others wait here and then find nothing left to do.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -32,9 +32,7 @@ def upgrade() -> None:
     with op.batch_alter_table("images") as batch:
         batch.add_column(sa.Column("owner_id", sa.Uuid(), nullable=True))
         batch.add_column(sa.Column("delete_token_hash", sa.String(length=64), nullable=True))
-        batch.create_foreign_key(
-            op.f("fk_images_owner_id_users"), "users", ["owner_id"], ["id"], ondelete="CASCADE"
-        )
+        batch.create_foreign_key(op.f("fk_images_owner_id_users"), "users", ["owner_id"], ["id"], ondelete="CASCADE")
         batch.create_index("ix_images_owner_created", ["owner_id", "created_at", "id"], unique=False)
 
 

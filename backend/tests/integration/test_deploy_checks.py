@@ -98,3 +98,18 @@ def test_lint_deploy_fails_on_a_broken_file(tmp_path: Path, variable: str, file:
     assert result.returncode == 1
     assert "FAILED: " in result.stderr
     assert str(broken) in result.stderr
+
+
+def test_private_key_detector_names_the_file_and_line(tmp_path: Path) -> None:
+    marker = "-----BEGIN " + "OPENSSH PRIVATE KEY-----"  # split so this test file is not flagged itself
+    leaked = tmp_path / "id_ed25519"
+    leaked.write_text(f"comment\n{marker}\nb3BlbnNzaC1rZXktdjEAAAAA\n")
+    clean = tmp_path / "notes.txt"
+    clean.write_text("a PRIVATE KEY is mentioned, none is included\n")
+
+    result = _run([sys.executable, str(SCRIPTS_DIR / "detect_private_keys.py"), str(clean), str(leaked)])
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{leaked}:2: private key; keep keys out of the repository (use .env or a secret store)"
+    ]
+    assert _run([sys.executable, str(SCRIPTS_DIR / "detect_private_keys.py"), str(clean)]).returncode == 0

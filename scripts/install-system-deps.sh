@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Install the Debian packages that lint and tests need and a fresh machine lacks.
+# Idempotent: when every command below is already on PATH it touches nothing (no apt at all);
+# otherwise it runs `apt-get update` once and installs only the missing packages.
+# Needs root (CI runs as root) only when something is missing.
+set -euo pipefail
+
+# One entry per line: "<command that proves it is installed> <Debian package that provides it>".
+# Append new needs here (e.g. "chromium chromium", "nginx nginx", "wrk wrk").
+REQUIREMENTS=(
+    "caddy caddy"              # `caddy validate` on the Caddyfile (scripts/lint-deploy.sh)
+    "pg_dump postgresql-client" # scripts/backup.sh and restore.sh (and their test)
+    "pg_restore postgresql-client"
+    "chromium chromium"         # browser tests (Playwright drives Debian's Chromium, never its own)
+    "wrk wrk"                   # make bench, and its smoke run in make test
+    "nginx nginx"               # make bench: the static-file ceiling
+)
+
+missing_packages=()
+for requirement in "${REQUIREMENTS[@]}"; do
+    read -r command_name package <<<"$requirement"
+    if command -v "$command_name" >/dev/null 2>&1; then
+        echo "install-system-deps: $command_name present"
+    elif [[ " ${missing_packages[*]} " != *" $package "* ]]; then
+        missing_packages+=("$package")
+    fi
+done
+
+if ((${#missing_packages[@]} == 0)); then
+    echo "install-system-deps: nothing to install"
+    exit 0
+fi
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "install-system-deps: missing ${missing_packages[*]}; run this script as root (or install them)" >&2
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+echo "install-system-deps: apt-get update"
+apt-get update -qq
+echo "install-system-deps: apt-get install ${missing_packages[*]}"
+apt-get install -y -qq --no-install-recommends "${missing_packages[@]}" >/dev/null
+for requirement in "${REQUIREMENTS[@]}"; do
+    read -r command_name package <<<"$requirement"
+    command -v "$command_name" >/dev/null 2>&1 || {
+        echo "install-system-deps: $package installed but $command_name is still not on PATH" >&2
+        exit 1
+    }
+done
+echo "install-system-deps: done"
