@@ -35,19 +35,27 @@ MIGRATION_LOCK_ID = 0x43484954  # "CHIT"
 
 
 def _configure(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
+    locked = connection.dialect.name == "postgresql"
+    if locked:
         # Several containers starting at once must not run the same migration twice: the first
-        # migrates, the others wait here and then find nothing left to do.
-        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
-    context.configure(
-        connection=connection,
-        target_metadata=target_metadata,
-        # SQLite cannot ALTER most things in place; batch mode rebuilds tables there.
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
+        # migrates, the others wait here and then find nothing left to do. A session lock, and the
+        # implicit transaction ended, so that Alembic's own transaction is the one that commits.
+        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": MIGRATION_LOCK_ID})
+        connection.commit()
+    try:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            # SQLite cannot ALTER most things in place; batch mode rebuilds tables there.
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if locked:
+            connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": MIGRATION_LOCK_ID})
+            connection.commit()
 
 
 async def _run_online() -> None:
