@@ -13,7 +13,7 @@ from importlib.metadata import version
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.api import auth, health, images, users, web_forms, web_pages
+from app.api import auth, docs, health, images, users, web_forms, web_pages
 from app.api.errors import install_error_handlers
 from app.api.rate_limits import RateLimitMiddleware
 from app.api.web_errors import install_web_error_handlers
@@ -95,6 +95,8 @@ def create_app(settings: Settings) -> FastAPI:
         description=DESCRIPTION,
         debug=False,  # our own handler decides what a 500 shows, by settings.debug
         lifespan=lifespan,
+        docs_url=None,  # served by app.api.docs from vendored assets instead of a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.jwt_secret = _jwt_secret(settings)
@@ -106,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(images.router)
     app.include_router(users.router)
     app.include_router(health.router)
+    app.include_router(docs.router)
     app.include_router(web_pages.router)
     app.include_router(web_forms.router)
     app.mount("/static", VersionedStaticFiles(directory=STATIC_DIR), name="static")
