@@ -20,9 +20,11 @@ def main() -> None:
         create_app(settings),
         host=os.environ.get("HOST", "127.0.0.1"),
         port=int(os.environ.get("PORT", "8000")),
-        proxy_headers=True,
-        forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        # The app resolves X-Forwarded-For itself (FORWARDED_ALLOW_IPS, ProxyHeadersMiddleware in main.py).
+        proxy_headers=False,
         server_header=False,
+        # Caddy writes the access log in production; a per-request log line costs throughput here.
+        access_log=settings.debug,
     )
 
 

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import logging
 from email.utils import format_datetime
-from pathlib import PurePosixPath
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from app.errors import ThumbnailNotReady
-from app.models import Image
-from app.services.storage import StorageBackend
+from app.errors import ImageNotFound
+from app.services.delivery import StoredFile
+from app.services.storage import StorageBackend, StoredObjectMissing
 from app.utils.filenames import content_disposition
 from app.utils.http_ranges import etag_matches, parse_range
+
+logger = logging.getLogger(__name__)
 
 IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
 # Served files are data, never documents: nothing in them may run or be sniffed into HTML.
@@ -24,44 +24,6 @@ FILE_SECURITY_HEADERS = {
     # Other sites may embed direct links, also from pages that require CORP.
     "Cross-Origin-Resource-Policy": "cross-origin",
 }
-
-
-@dataclass(frozen=True)
-class StoredFile:
-    """What serving one stored object needs: where it is and how to describe it."""
-
-    key: str
-    size: int
-    checksum: str
-    content_type: str
-    filename: str
-    modified: datetime
-
-
-def original_file(image: Image) -> StoredFile:
-    return StoredFile(
-        key=image.storage_key,
-        size=image.file_size,
-        checksum=image.checksum,
-        content_type=image.content_type,
-        filename=image.filename,
-        modified=image.created_at,
-    )
-
-
-def thumbnail_file(image: Image) -> StoredFile:
-    """The ready thumbnail of `image`; THUMBNAIL_NOT_READY if the row does not describe one."""
-    if not (image.thumbnail_key and image.thumbnail_content_type and image.thumbnail_checksum):
-        raise ThumbnailNotReady()
-    extension = PurePosixPath(image.thumbnail_key).suffix
-    return StoredFile(
-        key=image.thumbnail_key,
-        size=image.thumbnail_size or 0,
-        checksum=image.thumbnail_checksum,
-        content_type=image.thumbnail_content_type,
-        filename=f"{PurePosixPath(image.filename).stem}-thumbnail{extension}",
-        modified=image.created_at,
-    )
 
 
 async def stored_file_response(request: Request, storage: StorageBackend, stored: StoredFile) -> Response:
@@ -92,5 +54,10 @@ async def stored_file_response(request: Request, storage: StorageBackend, stored
 
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    chunks = await storage.open_range(stored.key, start, end)
+    try:
+        chunks = await storage.open_range(stored.key, start, end)
+    except StoredObjectMissing:
+        # A row (or cached metadata) whose object is gone: deleted just now, or lost. Not a 500.
+        logger.warning("stored object %s is missing", stored.key)
+        raise ImageNotFound() from None
     return StreamingResponse(chunks, status_code=status, headers=headers, media_type=stored.content_type)

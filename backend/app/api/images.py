@@ -19,7 +19,7 @@ from app.api.deps import (
     UploadSlotDep,
     client_ip,
 )
-from app.api.file_responses import original_file, stored_file_response, thumbnail_file
+from app.api.file_responses import stored_file_response
 from app.api.upload_body import UPLOAD_REQUEST_BODY, receive_upload
 from app.errors import (
     DeleteTokenRequired,
@@ -43,7 +43,7 @@ from app.errors import (
 from app.models import ThumbnailStatus
 from app.schemas.errors import error_responses
 from app.schemas.image import ImageRead, ImageUploaded
-from app.services import image_service
+from app.services import delivery, image_service
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
 
@@ -101,9 +101,9 @@ async def upload_image(
         **error_responses(ImageNotFound),
     },
 )
-async def read_image(image_id: str, session: SessionDep, cache: CacheDep) -> JSONResponse:
+async def read_image(image_id: str, request: Request, cache: CacheDep) -> JSONResponse:
     """Metadata of one image (served from the cache when warm: see `X-Cache`)."""
-    metadata, cache_status = await image_service.get_image_metadata(session, cache, image_id)
+    metadata, cache_status = await image_service.get_image_metadata(request.app.state.sessionmaker, cache, image_id)
     return JSONResponse(metadata, headers={"X-Cache": cache_status})
 
 
@@ -117,9 +117,10 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.get("/{image_id}/file", response_class=Response, responses=FILE_RESPONSES, operation_id="download_image")
 @router.head("/{image_id}/file", response_class=Response, responses=FILE_RESPONSES, operation_id="head_image")
-async def download_image(request: Request, image: ImageDep, storage: StorageDep) -> Response:
+async def download_image(image_id: str, request: Request, storage: StorageDep, cache: CacheDep) -> Response:
     """The original bytes, streamed, with ETag and Range support."""
-    return await stored_file_response(request, storage, original_file(image))
+    stored = await delivery.find_original(request.app.state.sessionmaker, cache, image_id)
+    return await stored_file_response(request, storage, stored)
 
 
 THUMBNAIL_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -144,7 +145,7 @@ async def download_thumbnail(request: Request, image: ImageDep, storage: Storage
         )
     if image.thumbnail_status != ThumbnailStatus.READY:
         raise ThumbnailNotReady(details={"thumbnail_status": image.thumbnail_status}, headers={"Retry-After": "1"})
-    return await stored_file_response(request, storage, thumbnail_file(image))
+    return await stored_file_response(request, storage, delivery.thumbnail_file(image))
 
 
 @router.delete(

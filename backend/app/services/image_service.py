@@ -10,7 +10,7 @@ from typing import Any, BinaryIO, Protocol
 
 import anyio.to_thread
 from sqlalchemy import select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.database import after_commit, on_rollback
@@ -40,6 +40,11 @@ HASH_CHUNK_BYTES = 1024 * 1024
 
 class ThumbnailQueue(Protocol):
     def enqueue(self, image_id: uuid.UUID) -> None: ...
+
+
+def original_key(image_id: uuid.UUID | str, content_type: str) -> str:
+    """The storage key of an original: made from the id and the detected type, never from the client."""
+    return f"{image_id}{extension_for(content_type)}"
 
 
 def _sha256(file: BinaryIO) -> str:
@@ -79,7 +84,7 @@ async def create_image(
     info, checksum = await anyio.to_thread.run_sync(_analyse, upload, settings)
     image_id = uuid.uuid4()
     extension = extension_for(info.content_type)
-    storage_key = f"{image_id}{extension}"
+    storage_key = original_key(image_id, info.content_type)
     await storage.save(storage_key, upload.file, upload.size, info.content_type)
 
     async def remove_orphan_blob() -> None:
@@ -132,14 +137,18 @@ async def get_image(session: AsyncSession, image_id: str) -> Image:
 
 
 async def get_image_metadata(
-    session: AsyncSession, cache: MetadataCache, image_id: str
+    sessionmaker: async_sessionmaker[AsyncSession], cache: MetadataCache, image_id: str
 ) -> tuple[dict[str, Any], CacheStatus]:
-    """Public metadata, from the cache when it has it (cache-aside), and whether it did."""
+    """Public metadata, from the cache when it has it (cache-aside), and whether it did.
+
+    A hit touches no database at all: the session is opened only on a miss (a read; nothing commits).
+    """
     parsed = parse_image_id(image_id)
     cached, status = await cache.get(parsed)
     if cached is not None:
         return cached, status
-    metadata = ImageRead.model_validate(await get_image(session, image_id)).model_dump(mode="json")
+    async with sessionmaker() as session:
+        metadata = ImageRead.model_validate(await get_image(session, image_id)).model_dump(mode="json")
     # A pending thumbnail changes state in moments: caching it would race the job's invalidation.
     if status == "MISS" and metadata["thumbnail_status"] != ThumbnailStatus.PENDING:
         await cache.set(parsed, metadata)

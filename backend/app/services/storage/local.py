@@ -16,6 +16,7 @@ from app.errors import StorageUnavailable
 from app.services.storage.base import StorageBackend, StoredObjectMissing
 
 CHUNK_SIZE = 256 * 1024
+FIRST_CHUNK_SIZE = 1024 * 1024
 # mkstemp creates files as 0600; a stored image should be as readable as one written by open().
 STORED_FILE_MODE = 0o644
 
@@ -72,14 +73,15 @@ class LocalStorage(StorageBackend):
         """Open `key` and return an iterator over bytes `start..end` (inclusive)."""
         _check_range(start, end)
         path = self.path_for(key)
+        length = None if end is None else end - start + 1
         try:
-            file = await anyio.to_thread.run_sync(_open_at, path, start)
+            # Open, seek and read the first MiB in one thread hop: most images are served whole by it.
+            file, first = await anyio.to_thread.run_sync(_open_and_read_first, path, start, length)
         except FileNotFoundError:
             raise StoredObjectMissing(key) from None
         except OSError as error:
             raise StorageUnavailable() from error
-        length = None if end is None else end - start + 1
-        return _read_chunks(file, length)
+        return _read_chunks(file, first, None if length is None else length - len(first))
 
     async def delete(self, key: str) -> None:
         """Remove `key`; a missing file is fine."""
@@ -129,22 +131,31 @@ def _flush_to_disk(file: BinaryIO) -> None:
     os.fsync(file.fileno())
 
 
-def _open_at(path: Path, start: int) -> BinaryIO:
+def _open_and_read_first(path: Path, start: int, length: int | None) -> tuple[BinaryIO | None, bytes]:
+    """The open file positioned after the first chunk (None once everything is read), and that chunk."""
     file = path.open("rb")
     try:
         file.seek(start)
+        first = file.read(FIRST_CHUNK_SIZE if length is None else min(FIRST_CHUNK_SIZE, length))
+        if length is not None and len(first) >= length:
+            file.close()
+            return None, first
     except BaseException:
         file.close()
         raise
-    return file
+    return file, first
 
 
 def _is_writable_dir(path: Path) -> bool:
     return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
 
-async def _read_chunks(file: BinaryIO, length: int | None) -> AsyncIterator[bytes]:
+async def _read_chunks(file: BinaryIO | None, first: bytes, length: int | None) -> AsyncIterator[bytes]:
     try:
+        if first:
+            yield first
+        if file is None or (length is None and len(first) < FIRST_CHUNK_SIZE):
+            return  # everything was in the first read
         remaining = length
         while remaining is None or remaining > 0:
             size = CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining)
@@ -159,5 +170,6 @@ async def _read_chunks(file: BinaryIO, length: int | None) -> AsyncIterator[byte
             yield chunk
     finally:
         # Closing a file opened for reading does not block; doing it inline also works when cancelled.
-        with contextlib.suppress(OSError):
-            file.close()
+        if file is not None:
+            with contextlib.suppress(OSError):
+                file.close()
