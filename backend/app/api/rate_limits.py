@@ -12,9 +12,11 @@ import json
 from collections.abc import Callable
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import error_body
+from app.api.web_support import render
 from app.config import Settings
 from app.errors import RateLimitExceeded, Unauthorized
 from app.services.rate_limit import RateLimiter, RateLimitResult
@@ -78,7 +80,10 @@ class RateLimitMiddleware:
         limiter: RateLimiter = app_state.rate_limiter
         result = await limiter.hit(name, client_identity(scope), limit_for(app_state.settings))
         if not result.allowed:
-            await _refuse(result, send)
+            if scope["path"].startswith("/api/"):
+                await _refuse(result, send)
+            else:
+                await _refuse_page(result, scope, receive, send)
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -89,6 +94,18 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+async def _refuse_page(result: RateLimitResult, scope: Scope, receive: Receive, send: Send) -> None:
+    """People at a web form get the refusal in words (a page, or a fragment for HTMX), not JSON."""
+    request = Request(scope, receive)
+    message = f"Too many attempts. Please wait {result.retry_after_seconds} seconds and try again."
+    if request.headers.get("HX-Request"):
+        response = render(request, "_error.html", {"message": message}, status_code=429)
+    else:
+        response = render(request, "error.html", {"title": "Slow down", "message": message}, status_code=429)
+    response.headers.update(result.headers())
+    await response(scope, receive, send)
 
 
 async def _refuse(result: RateLimitResult, send: Send) -> None:

@@ -12,7 +12,7 @@ from app.api.deps import SessionDep, SettingsDep, StorageDep, ThumbnailsDep, Upl
 from app.api.upload_body import receive_upload
 from app.api.web_pages import WebUserDep
 from app.api.web_support import check_csrf, render, safe_next, set_session_cookie
-from app.errors import AppError, ImageNotFound, InvalidCredentials
+from app.errors import AppError, DeleteTokenRequired, ImageNotFound, InvalidCredentials
 from app.models import User
 from app.schemas.image import ImageRead
 from app.schemas.user import UserCreate
@@ -128,16 +128,24 @@ async def delete(
     delete_token: OptionalFormText = None,
 ) -> Response:
     check_csrf(request, csrf_token)
+    from_htmx = bool(request.headers.get("HX-Request"))
     try:
         image = await image_service.get_image(session, image_id)
         image_service.authorize_delete(image, user, delete_token or None)
     except ImageNotFound:
+        if from_htmx:
+            return render(request, "_error.html", {"message": "This image no longer exists."}, status_code=404)
         return render(request, "404.html", {"what": "image"}, status_code=404)
     except AppError as error:
-        return render(request, "_delete_error.html", {"message": error.message}, status_code=error.status_code)
+        # The API's wording names its header; a person filled in a field.
+        message = "Enter the image's delete token." if isinstance(error, DeleteTokenRequired) else error.message
+        if from_htmx:
+            return render(request, "_error.html", {"message": message}, status_code=error.status_code)
+        context = {"title": "Not deleted", "message": message, "back": f"/image/{image.id}", "back_label": "Back"}
+        return render(request, "error.html", context, status_code=error.status_code)
     cache: MetadataCache = request.app.state.cache
     await image_service.delete_image(session, storage, image, forget_cached=cache.invalidate)
     destination = "/my-images?deleted=1" if user is not None else "/?deleted=1"
-    if request.headers.get("HX-Request"):
+    if from_htmx:
         return Response(status_code=200, headers={"HX-Redirect": destination})
     return RedirectResponse(destination, status_code=303)

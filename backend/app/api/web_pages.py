@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import RedirectResponse, Response
@@ -28,6 +29,20 @@ class SessionExpired(Exception):
         self.next_path = next_path
 
 
+def _return_path(request: Request) -> str:
+    """Where to come back to after logging in again: the page in the address bar, never a fragment."""
+    if request.headers.get("HX-Request"):
+        # HTMX names the page it was called from; only its path is kept, so it stays on this site.
+        page = urlsplit(request.headers.get("HX-Current-URL", ""))
+        return safe_next(page.path + (f"?{page.query}" if page.query else ""))
+    if request.method != "GET" or request.url.path.startswith("/partials/"):
+        return "/"
+    if request.url.path in {"/login", "/register"}:
+        return safe_next(request.query_params.get("next"))
+    query = request.url.query
+    return safe_next(request.url.path + (f"?{query}" if query else ""))
+
+
 async def web_user(request: Request, session: SessionDep) -> User | None:
     """The logged-in user of this browser, None for a visitor; an expired session goes to login."""
     token = request.cookies.get(request.app.state.session_cookie_name)
@@ -38,7 +53,7 @@ async def web_user(request: Request, session: SessionDep) -> User | None:
                 session, decode_access_token(token, secret=request.app.state.jwt_secret)
             )
         except Unauthorized:
-            raise SessionExpired(request.url.path if request.method == "GET" else "/") from None
+            raise SessionExpired(_return_path(request)) from None
     request.state.user = user
     return user
 

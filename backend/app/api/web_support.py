@@ -90,15 +90,21 @@ def csrf_token_for(request: Request) -> str:
     return token
 
 
+class CsrfRejected(Forbidden):
+    """A state-changing request that did not echo this browser's CSRF token (403 FORBIDDEN).
+
+    Its own class so that a browser is answered with a page or fragment in words, the API with JSON.
+    """
+
+    default_message = "The form has expired or did not come from this site; reload the page and try again."
+
+
 def check_csrf(request: Request, form_token: str | None = None) -> None:
     """403 FORBIDDEN unless the form field or header echoes the CSRF cookie."""
     cookie = request.cookies.get(CSRF_COOKIE_NAME)
     presented = form_token or request.headers.get(CSRF_HEADER_NAME)
     if not cookie or not presented or not hmac.compare_digest(cookie.encode(), presented.encode()):
-        raise Forbidden(
-            "The form has expired or did not come from this site; reload the page and try again.",
-            details={"reason": "csrf"},
-        )
+        raise CsrfRejected(details={"reason": "csrf"})
 
 
 def set_csrf_cookie(request: Request, response: Response, settings: Settings) -> None:

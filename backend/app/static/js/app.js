@@ -16,6 +16,20 @@
     return (bytes / 1048576).toFixed(1) + " MB";
   }
 
+  function formatSize(bytes) {
+    if (bytes < 1024) return bytes + " bytes";
+    if (bytes < 1048576) return Math.round(bytes / 1024) + " KB";
+    return formatMegabytes(bytes);
+  }
+
+  function describeTooLarge(size, limit) {
+    // Just over the limit, both round to the same "5.0 MB": then only exact bytes tell them apart.
+    if (formatMegabytes(size) === formatMegabytes(limit)) {
+      return "This file is " + size.toLocaleString("en") + " bytes; the limit is " + limit.toLocaleString("en") + " bytes.";
+    }
+    return "This file is " + formatMegabytes(size) + "; the limit is " + formatMegabytes(limit) + ".";
+  }
+
   function setupUpload() {
     var form = document.getElementById("upload-form");
     if (!form) return;
@@ -41,14 +55,12 @@
       preview.hidden = true;
       fileName.textContent = "";
       if (!file) { button.disabled = true; return; }
-      fileName.textContent = file.name + " (" + formatMegabytes(file.size) + ")";
+      fileName.textContent = file.name + " (" + formatSize(file.size) + ")";
       if (allowed.indexOf(file.type) === -1) {
         return fail("Only JPEG and PNG images can be uploaded; this file is " + (file.type || "of an unknown type") + ".");
       }
       if (file.size === 0) { return fail("This file is empty."); }
-      if (file.size > maxBytes) {
-        return fail("This file is " + formatMegabytes(file.size) + "; the limit is " + formatMegabytes(maxBytes) + ".");
-      }
+      if (file.size > maxBytes) { return fail(describeTooLarge(file.size, maxBytes)); }
       preview.src = URL.createObjectURL(file);
       preview.hidden = false;
       button.disabled = false;
@@ -78,8 +90,17 @@
     });
     form.addEventListener("htmx:beforeRequest", function () { button.disabled = true; });
     form.addEventListener("htmx:afterRequest", function (event) {
-      button.disabled = !input.files.length;
-      if (event.detail.successful) { progress.value = 100; }
+      if (event.detail.successful) {
+        progress.value = 100;
+        // Sent: the same file again would be a duplicate, so wait for a new choice.
+        button.disabled = true;
+      } else {
+        button.disabled = !input.files.length;
+      }
+    });
+    form.addEventListener("htmx:afterSwap", function () {
+      // On a phone the result (and the delete token) lands below the fold.
+      document.getElementById("upload-result").scrollIntoView({ block: "nearest" });
     });
   }
 
@@ -99,6 +120,25 @@
     });
   }
 
+  // The API's JSON errors (rate limits, CSRF from the API) are shown by their message, in words.
+  function setupJsonErrors() {
+    document.body.addEventListener("htmx:beforeSwap", function (event) {
+      var xhr = event.detail.xhr;
+      if (!event.detail.shouldSwap || !xhr) return;
+      if ((xhr.getResponseHeader("Content-Type") || "").indexOf("application/json") === -1) return;
+      var message = "The request failed (" + xhr.status + ").";
+      try {
+        var body = JSON.parse(xhr.responseText);
+        if (body && body.detail && typeof body.detail.message === "string") { message = body.detail.message; }
+      } catch (error) { /* keep the generic message */ }
+      var paragraph = document.createElement("p");
+      paragraph.className = "error";
+      paragraph.setAttribute("role", "alert");
+      paragraph.textContent = message;
+      event.detail.serverResponse = paragraph.outerHTML;
+    });
+  }
+
   function setupErrorToast() {
     document.body.addEventListener("htmx:responseError", function (event) {
       var status = event.detail.xhr ? event.detail.xhr.status : 0;
@@ -112,6 +152,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     setupUpload();
     setupCopyButtons();
+    setupJsonErrors();
     setupErrorToast();
   });
 })();
