@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     # Bound on how long start-up may wait for the bucket check/creation before failing.
     storage_startup_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # Who sends a file's bytes: the app (`stream`), the reverse proxy from local storage through an
+    # internal redirect (`accel-redirect`: X-Accel-Redirect for nginx, handle_response in Caddy),
+    # or the object store itself (`presigned-redirect`: a short-lived presigned S3 URL).
+    file_delivery: Literal["stream", "accel-redirect", "presigned-redirect"] = "stream"
+    accel_redirect_prefix: str = "/_chitram_files/"
+    presigned_url_expire_seconds: int = Field(default=300, ge=10, le=7 * 24 * 3600)
+
     max_file_size_mb: float = Field(default=5, gt=0, le=1024)
     allowed_content_types: Annotated[tuple[str, ...], NoDecode] = ("image/jpeg", "image/png")
     max_image_pixels: int = Field(default=50_000_000, ge=1)
@@ -109,6 +116,16 @@ class Settings(BaseSettings):
         if url.drivername.startswith("postgresql") and not url.database:
             raise ValueError("a PostgreSQL URL must name a database")
         return value
+
+    @model_validator(mode="after")
+    def _delivery_fits_storage(self) -> Settings:
+        if self.file_delivery == "accel-redirect" and self.storage_backend != "local":
+            raise ValueError("FILE_DELIVERY=accel-redirect serves local files; it needs STORAGE_BACKEND=local")
+        if self.file_delivery == "presigned-redirect" and self.storage_backend != "minio":
+            raise ValueError("FILE_DELIVERY=presigned-redirect needs STORAGE_BACKEND=minio")
+        if not (self.accel_redirect_prefix.startswith("/") and self.accel_redirect_prefix.endswith("/")):
+            raise ValueError("ACCEL_REDIRECT_PREFIX must start and end with '/'")
+        return self
 
     @model_validator(mode="after")
     def _production_needs_real_secret(self) -> Settings:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from email.utils import format_datetime
+from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
+from app.config import Settings
 from app.errors import ImageNotFound
 from app.services.delivery import StoredFile
 from app.services.storage import StorageBackend, StoredObjectMissing
@@ -26,6 +28,14 @@ FILE_SECURITY_HEADERS = {
 }
 
 
+def _accel_redirect(stored: StoredFile, headers: dict[str, str], settings: Settings) -> Response:
+    """Let the reverse proxy send the file (and answer Range) from local storage; our headers stay."""
+    headers["Content-Type"] = stored.content_type
+    headers["Content-Disposition"] = content_disposition(stored.filename)
+    headers["X-Accel-Redirect"] = settings.accel_redirect_prefix + quote(stored.key)
+    return Response(status_code=200, headers=headers)
+
+
 async def stored_file_response(request: Request, storage: StorageBackend, stored: StoredFile) -> Response:
     """Stored bytes for GET/HEAD with ETag, 304, single ranges and strict headers."""
     etag = f'"{stored.checksum}"'
@@ -38,6 +48,24 @@ async def stored_file_response(request: Request, storage: StorageBackend, stored
     }
     if etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=headers)
+
+    settings: Settings = request.app.state.settings
+    if settings.file_delivery == "accel-redirect":
+        return _accel_redirect(stored, headers, settings)
+    if settings.file_delivery == "presigned-redirect":
+        url = await storage.presigned_get_url(
+            stored.key,
+            settings.presigned_url_expire_seconds,
+            {
+                "response-content-type": stored.content_type,
+                "response-content-disposition": content_disposition(stored.filename),
+                "response-cache-control": IMMUTABLE_CACHE,
+            },
+        )
+        if url is not None:
+            # Browsers may reuse the redirect while the URL is still valid, with a safety margin.
+            reuse = max(0, settings.presigned_url_expire_seconds // 2)
+            return RedirectResponse(url, status_code=302, headers={"Cache-Control": f"private, max-age={reuse}"})
 
     size = stored.size
     if_range = request.headers.get("if-range")

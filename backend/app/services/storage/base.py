@@ -8,7 +8,7 @@ does not hold; it never blocks the event loop.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import BinaryIO
 
 
@@ -46,6 +46,12 @@ class StorageBackend(ABC):
     @abstractmethod
     async def exists(self, key: str) -> bool:
         """Whether `key` is stored."""
+
+    async def presigned_get_url(
+        self, key: str, expires_seconds: int, response_headers: Mapping[str, str] | None = None
+    ) -> str | None:
+        """A URL from which clients can GET `key` directly, or None when the store cannot give one."""
+        return None
 
     @abstractmethod
     async def health_check(self) -> bool:
