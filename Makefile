@@ -19,6 +19,7 @@ help:
 	@echo "make test   lint, type check and the whole test suite (needs PostgreSQL on TEST_DATABASE_URL)"
 	@echo "make lint   ruff, formatting, mypy and the house rules only"
 	@echo "make format apply ruff's fixes and formatting"
+	@echo "make bench  measure against this machine's ceilings; writes docs/performance.md (BENCH_ARGS=--profile for py-spy)"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
@@ -42,6 +43,8 @@ system-deps:
 lint: setup system-deps
 	$(RUN) pre-commit run --all-files --show-diff-on-failure
 	bash scripts/lint-deploy.sh
+	$(RUN) ruff check ../bench
+	$(RUN) ruff format --check ../bench
 	@# One place commits the request's session (app/database.py); services only flush.
 	@if grep -rn '\.commit()' backend/app --include='*.py' | grep -v 'app/database.py'; then \
 		echo "session.commit() outside app/database.py"; exit 1; fi
@@ -54,3 +57,6 @@ test: lint pytest
 format: setup
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
+
+bench: setup system-deps
+	bash bench/run.sh $(BENCH_ARGS)

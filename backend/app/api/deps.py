@@ -25,22 +25,24 @@ from app.services.tokens import decode_access_token
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-def _settings(request: Request) -> Settings:
+# Dependencies are `async def` even when they do not await: FastAPI runs plain `def` dependencies
+# in a worker thread, a hop per dependency per request.
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _storage(request: Request) -> StorageBackend:
+async def _storage(request: Request) -> StorageBackend:
     storage: StorageBackend = request.app.state.storage
     return storage
 
 
-def _cache(request: Request) -> MetadataCache:
+async def _cache(request: Request) -> MetadataCache:
     cache: MetadataCache = request.app.state.cache
     return cache
 
 
-def _thumbnails(request: Request) -> ThumbnailJobs:
+async def _thumbnails(request: Request) -> ThumbnailJobs:
     thumbnails: ThumbnailJobs = request.app.state.thumbnails
     return thumbnails
 
@@ -102,7 +104,7 @@ async def _image(image_id: str, session: SessionDep) -> Image:
 ImageDep = Annotated[Image, Depends(_image)]
 
 
-def _delete_token(
+async def _delete_token(
     header: Annotated[str | None, Header(alias="X-Delete-Token", description="The anonymous upload's token.")] = None,
     query: Annotated[str | None, Query(alias="delete_token", description="Same, for old clients.")] = None,
 ) -> str | None:

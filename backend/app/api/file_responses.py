@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncGenerator
 from email.utils import format_datetime
 from urllib.parse import quote
 
@@ -88,4 +89,19 @@ async def stored_file_response(request: Request, storage: StorageBackend, stored
         # A row (or cached metadata) whose object is gone: deleted just now, or lost. Not a 500.
         logger.warning("stored object %s is missing", stored.key)
         raise ImageNotFound() from None
-    return StreamingResponse(chunks, status_code=status, headers=headers, media_type=stored.content_type)
+    first = await anext(chunks, b"")
+    if len(first) >= end - start + 1:
+        # Backends read the first MiB when opening: most images are whole already, and one body
+        # costs less than a streaming response (no disconnect-listener task, one send).
+        await chunks.aclose()
+        return Response(first, status_code=status, headers=headers, media_type=stored.content_type)
+    return StreamingResponse(_chain(first, chunks), status_code=status, headers=headers, media_type=stored.content_type)
+
+
+async def _chain(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    try:
+        yield first
+        async for chunk in rest:
+            yield chunk
+    finally:
+        await rest.aclose()

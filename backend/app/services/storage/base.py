@@ -8,7 +8,7 @@ does not hold; it never blocks the event loop.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import BinaryIO
 
 
@@ -31,7 +31,7 @@ class StorageBackend(ABC):
         """Store `size` bytes read from `source` (positioned at 0) under `key`, streaming."""
 
     @abstractmethod
-    async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """Open `key` and return an iterator over its bytes `start..end` (inclusive; `None` = last).
 
         Opening happens here, so a missing key (`StoredObjectMissing`) or a dead store

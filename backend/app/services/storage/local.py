@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -69,7 +69,7 @@ class LocalStorage(StorageBackend):
                 raise StorageUnavailable() from error
             raise
 
-    async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """Open `key` and return an iterator over bytes `start..end` (inclusive)."""
         _check_range(start, end)
         path = self.path_for(key)
@@ -150,7 +150,7 @@ def _is_writable_dir(path: Path) -> bool:
     return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
 
 
-async def _read_chunks(file: BinaryIO | None, first: bytes, length: int | None) -> AsyncIterator[bytes]:
+async def _read_chunks(file: BinaryIO | None, first: bytes, length: int | None) -> AsyncGenerator[bytes, None]:
     try:
         if first:
             yield first

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from datetime import timedelta
 from typing import BinaryIO, TypeVar
 
@@ -28,6 +28,7 @@ from app.services.storage.base import StorageBackend, StoredObjectMissing
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 256 * 1024
+FIRST_CHUNK_SIZE = 1024 * 1024
 # The smallest part S3 accepts; put_object holds one part in memory, so smaller is cheaper.
 PART_SIZE = 5 * 1024 * 1024
 POOL_SIZE = 32
@@ -117,14 +118,25 @@ class S3Storage(StorageBackend):
             )
         )
 
-    async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """Open `key` and return an iterator over bytes `start..end` (inclusive)."""
         if start < 0 or (end is not None and end < start):
             raise ValueError(f"invalid byte range {start}-{end}")
         # minio reads length 0 as "to the end of the object".
         length = 0 if end is None else end - start + 1
-        response = await self._call(lambda: self._client.get_object(self.bucket, key, offset=start, length=length))
-        return self._read_chunks(response)
+        # Request and first MiB in one thread hop: most images then need no further hop at all.
+        response, first = await self._call(lambda: self._get_with_first_chunk(key, start, length))
+        return self._read_chunks(response, first, length or None)
+
+    def _get_with_first_chunk(self, key: str, start: int, length: int) -> tuple[BaseHTTPResponse, bytes]:
+        response = self._client.get_object(self.bucket, key, offset=start, length=length)
+        try:
+            wanted = FIRST_CHUNK_SIZE if not length else min(FIRST_CHUNK_SIZE, length)
+            return response, response.read(wanted)
+        except BaseException:
+            response.close()
+            response.release_conn()
+            raise
 
     async def delete(self, key: str) -> None:
         """Remove `key`; S3 answers a delete of a missing key with success."""
@@ -183,24 +195,31 @@ class S3Storage(StorageBackend):
         logger.warning("object store at %s failed: %s", self.endpoint, _describe(error))
         return StorageUnavailable()
 
-    async def _read_chunks(self, response: BaseHTTPResponse) -> AsyncIterator[bytes]:
-        chunks = response.stream(CHUNK_SIZE)
+    async def _read_chunks(
+        self, response: BaseHTTPResponse, first: bytes, length: int | None
+    ) -> AsyncGenerator[bytes, None]:
+        received = len(first)
+        finished = length is not None and received >= length
         try:
-            while True:
+            if first:
+                yield first
+            while not finished:
                 try:
-                    chunk = await anyio.to_thread.run_sync(_next_chunk, chunks)
+                    chunk = await anyio.to_thread.run_sync(response.read, CHUNK_SIZE)
                 except NETWORK_ERRORS as error:
                     raise self._unavailable(error) from error
-                if chunk is None:
+                if not chunk:
+                    finished = True
                     return
+                received += len(chunk)
+                finished = length is not None and received >= length
                 yield chunk
         finally:
-            response.close()
+            if not finished:
+                # Unread bytes are still on the wire: this connection cannot be reused.
+                response.close()
+            # A fully read response goes back to the pool, so the next request skips a new connection.
             response.release_conn()
-
-
-def _next_chunk(chunks: Iterator[bytes]) -> bytes | None:
-    return next(chunks, None)
 
 
 def _describe(error: Exception) -> str:

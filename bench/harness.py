@@ -1,0 +1,479 @@
+"""`make bench`: measure Chitram against this machine's ceilings in one run; write the table and raw JSON.
+
+Run through `bash bench/run.sh [--duration SECONDS] [--profile] [--smoke]`, which installs wrk, nginx
+and py-spy first. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust) and Redis on
+127.0.0.1:6379 (db 14 is flushed); BENCH_ADMIN_DATABASE_URL and BENCH_REDIS_URL point elsewhere.
+Everything it starts binds 127.0.0.1 and is stopped at the end, and the whole run has a time budget.
+
+Order of a run (a ceiling is measured next to its figure, so both see the same machine):
+  ceilings that need no data start first and wait idle: bare Starlette, nginx;
+  pass 1, local storage: 1 cached metadata, 2 file, 3 uploads, 4 thumbnail latency (+ its floor);
+  a fresh server for 5, 50 concurrent 5 MB uploads;
+  pass 2, S3 through moto: 2 file through S3, a naive whole-object read, and a 5 MB object for memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import redis
+from minio import Minio
+
+import client_scenarios
+import images
+import profiles
+import report
+import thumbnail_floor
+from services import BACKEND_DIR, BENCH_DIR, REPO_ROOT, VENV_BIN, Processes, Service
+from wrk import CONNECTIONS, THREADS, WrkRun, run_wrk, upload_lua
+
+sys.path.insert(0, str(BACKEND_DIR))  # the backend is not installed as a package
+
+ADMIN_DATABASE_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+JWT_SECRET = "bench-secret-" + "x" * 40  # production settings demand 32+ characters
+RAISED_RATE_LIMIT = "1000000"
+S3_BUCKET = "chitram-bench"
+NAIVE_BUCKET = "naive-bench"
+UPLOAD_CONNECTIONS = 8
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024  # MAX_FILE_SIZE_MB's default
+PROFILED_SCENARIOS = ("metadata_cached", "file_local", "file_s3", "upload_200k")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="measured seconds per wrk scenario (default 10)")
+    parser.add_argument(
+        "--warmup", type=int, default=None, help="warm-up seconds before each (default 2; 0 with --smoke)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="5 thumbnails and 5 big uploads instead of 20 and 50")
+    parser.add_argument("--profile", action="store_true", help="py-spy record the server during scenarios 1-3")
+    parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
+    parser.add_argument(
+        "--doc",
+        default=None,
+        help="where to write the Markdown table; '-' for nowhere (default docs/performance.md, "
+        "nowhere with --profile, whose figures the profiler perturbs)",
+    )
+    parser.add_argument("--command", default=None, help=argparse.SUPPRESS)  # as typed, passed in by run.sh
+    args = parser.parse_args()
+    if args.duration < 1:
+        parser.error("--duration must be at least 1 second")
+    if args.warmup is None:
+        args.warmup = 0 if args.smoke else 2
+    if args.doc is None:
+        args.doc = "-" if args.profile else str(REPO_ROOT / "docs" / "performance.md")
+    return args
+
+
+class BenchDatabase:
+    """A throwaway PostgreSQL database, migrated by Alembic like the tests', dropped at the end."""
+
+    def __init__(self) -> None:
+        self.name = f"chitram_bench_{uuid.uuid4().hex[:12]}"
+        base, _, _ = ADMIN_DATABASE_URL.rpartition("/")
+        self.url = f"{base}/{self.name}".replace("postgresql://", "postgresql+asyncpg://", 1)
+        self.created = False
+
+    def create_and_migrate(self, env: dict[str, str]) -> None:
+        asyncio.run(_admin(f'CREATE DATABASE "{self.name}"'))
+        self.created = True
+        subprocess.run(
+            [str(VENV_BIN / "python"), "-m", "alembic", "upgrade", "head"],
+            cwd=BACKEND_DIR,
+            env={**env, "DATABASE_URL": self.url},
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        if not asyncio.run(self._has_table("images")):
+            raise RuntimeError(
+                f"`alembic upgrade head` exited 0 but {self.name} has no `images` table: the migration "
+                "was rolled back (see backend/alembic/env.py)"
+            )
+
+    async def _has_table(self, table: str) -> bool:
+        connection = await asyncpg.connect(self.url.replace("+asyncpg", ""))
+        try:
+            return bool(await connection.fetchval("SELECT to_regclass($1) IS NOT NULL", table))
+        finally:
+            await connection.close()
+
+    def pending_thumbnails(self) -> int:
+        async def count() -> int:
+            connection = await asyncpg.connect(self.url.replace("+asyncpg", ""))
+            try:
+                value: int = await connection.fetchval("SELECT count(*) FROM images WHERE thumbnail_status = 'pending'")
+                return value
+            finally:
+                await connection.close()
+
+        return asyncio.run(count())
+
+    def drop(self) -> None:
+        if self.created:
+            asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
+            self.created = False
+
+
+async def _admin(statement: str) -> None:
+    connection = await asyncpg.connect(ADMIN_DATABASE_URL, timeout=5)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def flush_redis() -> None:
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=5)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def clean_env() -> dict[str, str]:
+    """This process's environment without any of Chitram's settings a developer's shell may carry."""
+    from app.config import Settings
+
+    names = {name.upper() for name in Settings.model_fields}
+    return {key: value for key, value in os.environ.items() if key.upper() not in names}
+
+
+def nginx_worker_pid(master: Service) -> int:
+    """nginx's one worker: the process that serves, and whose RSS counts."""
+    for _ in range(50):
+        children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    return master.pid
+
+
+class Run:
+    """One benchmark run: its settings, its processes and the results gathered so far."""
+
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.processes = Processes(workdir)
+        self.database = BenchDatabase()
+        self.scenarios: dict[str, dict[str, Any]] = {}
+        self.profiles: dict[str, dict[str, Any]] = {}
+        self.env = clean_env()
+        self.load_at_start = 0.0
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def log(self, message: str) -> None:
+        print(f"bench: {message}", file=sys.stderr, flush=True)
+
+    def app_env(self, **overrides: str) -> dict[str, str]:
+        return {
+            **self.env,
+            "APP_ENV": "production",
+            "DEBUG": "false",
+            "JWT_SECRET_KEY": JWT_SECRET,
+            "DATABASE_URL": self.database.url,
+            "REDIS_URL": REDIS_URL,
+            "RATE_LIMIT_PER_MINUTE": RAISED_RATE_LIMIT,
+            "AUTH_RATE_LIMIT_PER_MINUTE": RAISED_RATE_LIMIT,
+            "FORWARDED_ALLOW_IPS": "127.0.0.1",
+            **overrides,
+        }
+
+    def start_chitram(self, name: str, **overrides: str) -> Service:
+        return self.processes.uvicorn(
+            name, "app.main:app_factory", env=self.app_env(**overrides), app_dir=BACKEND_DIR, ready_path="/health"
+        )
+
+    def wrk(self, name: str, server: Service, path: str, *, rss_pid: int | None = None, **options: Any) -> None:
+        """Run one wrk scenario and keep its figures (and profile, for the profiled scenarios)."""
+        profiling = self.args.profile and name in PROFILED_SCENARIOS
+        folded = self.args.results_dir / f"{name}.folded" if profiling else None
+        self.log(f"{name}: wrk {path} for {self.args.duration} s" + (" (py-spy recording)" if profiling else ""))
+        figures = run_wrk(
+            WrkRun(url=server.base_url + path, duration=self.args.duration, warmup=self.args.warmup, **options),
+            workdir=self.workdir,
+            name=name,
+            server_pid=rss_pid or server.pid,
+            profile_to=folded,
+        )
+        figures["server"] = server.name
+        self.scenarios[name] = figures
+        self.log(
+            f"{name}: {figures['req_per_s']:,.0f} req/s, p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, "
+            f"errors {figures['errors']}, peak RSS {figures['peak_rss_mb']} MB"
+        )
+        if folded is not None and folded.exists():
+            self.profiles[name] = profiles.summarise(folded)
+            profiles.flamegraph_svg(folded, folded.with_suffix(".svg"), title=f"Chitram, {name}")
+
+    def wait_for_thumbnails(self, limit_seconds: float = 120) -> None:
+        """Let the thumbnail backlog of the upload scenario drain before timing single thumbnails."""
+        deadline = time.monotonic() + limit_seconds
+        while (pending := self.database.pending_thumbnails()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if pending:
+            self.log(f"warning: {pending} thumbnails still pending after {limit_seconds:g} s")
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def execute(self) -> dict[str, Any]:
+        smoke = self.args.smoke
+        self.log(f"work directory {self.workdir}; load average {os.getloadavg()[0]:.2f}")
+        self.load_at_start = os.getloadavg()[0]
+        data = self.workdir / "data"
+        data.mkdir()
+        file_500k = images.jpeg_near(500_000, seed=500)
+        upload_200k = images.jpeg_near(200_000, seed=200)
+        big_5mb = images.jpeg_near(5_000_000, seed=5000, at_most=MAX_UPLOAD_BYTES - 1024)
+        thumbnail_source = images.thumbnail_source_jpeg()
+        (data / "upload-200k.jpg").write_bytes(upload_200k)
+        self.log(
+            f"images: {len(file_500k):,} B, {len(upload_200k):,} B, {len(big_5mb):,} B, "
+            f"4000x3000 {len(thumbnail_source):,} B"
+        )
+
+        self.database.create_and_migrate(self.env)
+        flush_redis()
+
+        # Ceilings without data of their own start now and wait idle.
+        starlette = self.processes.uvicorn(
+            "starlette-ceiling", "ceiling_apps:starlette_json", env=self.env, app_dir=BENCH_DIR, ready_path="/metadata"
+        )
+        nginx_root = self.workdir / "nginx-root"
+        nginx_root.mkdir()
+        (nginx_root / "file-500k.jpg").write_bytes(file_500k)
+        nginx = self.processes.nginx("nginx-ceiling", nginx_root)
+
+        # Pass 1: local storage.
+        chitram = self.start_chitram(
+            "chitram-local", STORAGE_BACKEND="local", LOCAL_STORAGE_PATH=str(self.workdir / "images")
+        )
+        with httpx.Client(base_url=chitram.base_url, timeout=30) as client:
+            token = client_scenarios.register(client)
+            image = client_scenarios.upload(client, token, file_500k, filename="file-500k.jpg")
+            client_scenarios.warm_metadata_cache(client, image["id"])
+            client_scenarios.check_download(client, f"/api/v1/images/{image['id']}/file", file_500k)
+            client_scenarios.upload(client, token, upload_200k)  # the body wrk will send is accepted
+
+            self.wrk("metadata_cached", chitram, f"/api/v1/images/{image['id']}")
+            self.wrk("starlette_json_ceiling", starlette, "/metadata")
+            self.wrk("file_local", chitram, f"/api/v1/images/{image['id']}/file")
+            self.wrk("nginx_sendfile_ceiling", nginx, "/file-500k.jpg", rss_pid=nginx_worker_pid(nginx))
+            self.wrk(
+                "upload_200k",
+                chitram,
+                "/api/v1/images/upload",
+                connections=UPLOAD_CONNECTIONS,
+                lua=upload_lua(data / "upload-200k.jpg", token),
+            )
+            self.wait_for_thumbnails()
+
+            self.log("thumbnail floor and latency")
+            runs = 5 if smoke else 20
+            self.scenarios["thumbnail_floor"] = thumbnail_floor_figures(thumbnail_source, runs)
+            self.scenarios["thumbnail_latency"] = client_scenarios.thumbnail_latency(
+                client, token, thumbnail_source, samples=runs, server_pid=chitram.pid
+            )
+        self.processes.stop(chitram)
+
+        # Scenario 5 on a fresh process: its peak is not inflated by what earlier scenarios allocated.
+        uploads = 5 if smoke else 50
+        self.log(f"memory: {uploads} concurrent uploads of {len(big_5mb):,} B")
+        chitram = self.start_chitram(
+            "chitram-memory", STORAGE_BACKEND="local", LOCAL_STORAGE_PATH=str(self.workdir / "images")
+        )
+        self.scenarios["memory_5mb_uploads"] = client_scenarios.memory_under_big_uploads(
+            chitram.base_url, token, big_5mb, uploads, server_pid=chitram.pid
+        )
+        self.log(f"memory: {self.scenarios['memory_5mb_uploads']}")
+        self.processes.stop(chitram)
+        self.processes.stop(starlette)
+        self.processes.stop(nginx)
+
+        # Pass 2: S3 through moto's server.
+        flush_redis()
+        moto = self.processes.moto("moto-s3")
+        endpoint = moto.base_url.removeprefix("http://")
+        s3 = Minio(endpoint, access_key="bench", secret_key="bench-secret", secure=False, region="us-east-1")
+        s3.make_bucket(NAIVE_BUCKET)
+        for key, body in (("file-500k.jpg", file_500k), ("file-5mb.jpg", big_5mb)):
+            s3.put_object(NAIVE_BUCKET, key, io.BytesIO(body), len(body), content_type="image/jpeg")
+        chitram = self.start_chitram(
+            "chitram-s3",
+            STORAGE_BACKEND="minio",
+            MINIO_ENDPOINT=endpoint,
+            MINIO_ACCESS_KEY="bench",
+            MINIO_SECRET_KEY="bench-secret",
+            MINIO_BUCKET=S3_BUCKET,
+            MINIO_SECURE="false",
+        )
+        naive = self.processes.uvicorn(
+            "naive-s3",
+            "ceiling_apps:naive_s3",
+            env={**self.env, "BENCH_S3_ENDPOINT": endpoint, "BENCH_S3_BUCKET": NAIVE_BUCKET},
+            app_dir=BENCH_DIR,
+            ready_path="/health",
+        )
+        with httpx.Client(base_url=chitram.base_url, timeout=60) as client:
+            token = client_scenarios.register(client)
+            small = client_scenarios.upload(client, token, file_500k, filename="file-500k.jpg")
+            large = client_scenarios.upload(client, token, big_5mb, filename="file-5mb.jpg")
+            client_scenarios.check_download(client, f"/api/v1/images/{small['id']}/file", file_500k)
+            client_scenarios.check_download(client, f"/api/v1/images/{large['id']}/file", big_5mb)
+        with httpx.Client(base_url=naive.base_url, timeout=60) as client:
+            client_scenarios.check_download(client, "/objects/file-500k.jpg", file_500k)
+        self.wrk("file_s3", chitram, f"/api/v1/images/{small['id']}/file")
+        self.wrk("naive_s3_read", naive, "/objects/file-500k.jpg")
+        self.wrk("file_s3_5mb", chitram, f"/api/v1/images/{large['id']}/file", timeout_seconds=30)
+        self.processes.stop_all()
+        return self.results()
+
+    def results(self) -> dict[str, Any]:
+        results: dict[str, Any] = {
+            "meta": {
+                "command": self.args.command or "bash bench/run.sh " + shlex.join(sys.argv[1:]),
+                "date": report.now_utc(),
+                "commit": report.git_commit(),
+                "machine": report.machine(),
+                "load_average": {"start": round(self.load_at_start, 2), "end": round(os.getloadavg()[0], 2)},
+                "duration_s": self.args.duration,
+                "warmup_s": self.args.warmup,
+                "threads": THREADS,
+                "connections": CONNECTIONS,
+                "smoke": self.args.smoke,
+                "profile": self.args.profile,
+            },
+            "scenarios": self.scenarios,
+        }
+        results["verdicts"] = report.verdicts(results)
+        if self.profiles:
+            results["profiles"] = self.profiles
+        return results
+
+    def cleanup(self) -> None:
+        self.processes.stop_all()
+        try:
+            self.database.drop()
+        except Exception as error:
+            self.log(f"could not drop {self.database.name}: {error}")
+        try:
+            flush_redis()
+        except Exception as error:
+            self.log(f"could not flush Redis: {error}")
+
+
+def thumbnail_floor_figures(source: bytes, runs: int) -> dict[str, Any]:
+    """thumbnail_floor.py's loop: Pillow's least work for the thumbnail, and the app's render_thumbnail.
+
+    The two alternate run by run, so a burst of other work on the machine slows both alike.
+    """
+    from app.services.thumbnail_render import render_thumbnail
+
+    def floor() -> None:
+        thumbnail_floor.floor_once(source)
+
+    def rendered() -> None:
+        render_thumbnail(io.BytesIO(source), max_side=thumbnail_floor.MAX_SIDE)
+
+    timings: dict[str, list[float]] = {"floor": [], "render": []}
+    floor()  # warm-up: plugin imports and first allocations are not what is measured
+    rendered()
+    for _ in range(runs):
+        for name, work in (("floor", floor), ("render", rendered)):
+            started = time.perf_counter()
+            work()
+            timings[name].append((time.perf_counter() - started) * 1000)
+    return {
+        "kind": "loop",
+        "runs": runs,
+        "floor_median_ms": round(statistics.median(timings["floor"]), 2),
+        "floor_min_ms": round(min(timings["floor"]), 2),
+        "render_thumbnail_median_ms": round(statistics.median(timings["render"]), 2),
+    }
+
+
+def keep_logs(workdir: Path, results_dir: Path) -> None:
+    """A failed run's server and wrk logs, kept before run.sh removes the work directory."""
+    kept = results_dir / f"failed-{time.strftime('%Y%m%d-%H%M%S')}"
+    kept.mkdir(parents=True, exist_ok=True)
+    for log in workdir.glob("*.log"):
+        shutil.copy(log, kept / log.name)
+        print(f"--- {log.name} (last lines) ---\n{log.read_text(errors='replace')[-1500:]}", file=sys.stderr)
+    print(f"bench: logs of the failed run kept in {kept}", file=sys.stderr)
+
+
+def time_budget_seconds(args: argparse.Namespace) -> int:
+    """An upper bound for the whole run: 8 wrk scenarios plus set-up, thumbnails and the memory scenario."""
+    return int(300 + 8 * (args.duration + args.warmup + 15))
+
+
+def main() -> int:
+    args = parse_args()
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(f"bench: stopped by signal {signum}")
+
+    def out_of_time(signum: int, frame: object) -> None:
+        raise TimeoutError(f"bench: the run took longer than {time_budget_seconds(args)} s")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGALRM, out_of_time)
+    signal.alarm(time_budget_seconds(args))
+
+    workdir = Path(os.environ.get("BENCH_WORKDIR") or tempfile.mkdtemp(prefix="chitram-bench-"))
+    run = Run(args, workdir)
+    try:
+        results = run.execute()
+    except BaseException:
+        keep_logs(workdir, args.results_dir)
+        raise
+    finally:
+        signal.alarm(0)
+        run.cleanup()
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    kind = "smoke" if args.smoke else "profile" if args.profile else "bench"
+    raw = json.dumps(results, indent=2)
+    (args.results_dir / f"{kind}-{stamp}.json").write_text(raw)
+    (args.results_dir / f"{kind}-latest.json").write_text(raw)
+    if kind == "bench":
+        (args.results_dir / "latest.json").write_text(raw)
+    if "profiles" in results:
+        summary = args.results_dir / f"{kind}-profiles.txt"
+        summary.write_text(profiles.render_text(results["profiles"]))
+        run.log(f"profile summaries in {summary}; flame graphs in {args.results_dir}/<scenario>.svg")
+    if args.doc != "-":
+        Path(args.doc).write_text(report.markdown(results))
+        run.log(f"wrote {args.doc}")
+    run.log(f"raw results in {args.results_dir / f'{kind}-latest.json'}")
+    for row in results["verdicts"]:
+        ratio = f" ratio {row['ratio']:.2f}" if row["ratio"] is not None else ""
+        verdict = "pass" if row["pass"] else "MISS"
+        print(f"{verdict:4}  {row['figure']}: {row['value']:g} {row['unit']}{ratio}  (target {row['target']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""The processes a benchmark run starts (uvicorn apps, nginx, moto), each in its own process group.
+
+Every process listens on 127.0.0.1 only, logs into the run's work directory, and is written to
+`<workdir>/pgids` as soon as it starts, so `bench/run.sh` can kill what a crashed harness left behind.
+`Processes.stop_all()` ends them in reverse order: SIGTERM to the group, SIGKILL after a few seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+BACKEND_DIR = REPO_ROOT / "backend"
+VENV_BIN = BACKEND_DIR / ".venv" / "bin"
+START_TIMEOUT_SECONDS = 30.0
+STOP_GRACE_SECONDS = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def wait_until(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    """Poll `ready` until it is true; fail with the process's log if it dies or the time runs out."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while True:
+        with contextlib.suppress(httpx.TransportError, OSError):
+            if ready():
+                return
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} did not start within {START_TIMEOUT_SECONDS:g} s")
+        time.sleep(0.05)
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    return lambda: httpx.get(url, timeout=1).status_code < 500
+
+
+@dataclass
+class Service:
+    name: str
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@dataclass
+class Processes:
+    """Starts and stops the run's servers; the one place that spawns long-lived children."""
+
+    workdir: Path
+    started: list[Service] = field(default_factory=list)
+
+    def spawn(self, name: str, command: Sequence[str], *, env: Mapping[str, str], cwd: Path, port: int) -> Service:
+        log = self.workdir / f"{name}.log"
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(
+                list(command),
+                cwd=cwd,
+                env=dict(env),
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: one killpg ends it and its children
+            )
+        with (self.workdir / "pgids").open("a") as pgids:
+            pgids.write(f"{process.pid}\n")
+        service = Service(name, process, f"http://127.0.0.1:{port}", log)
+        self.started.append(service)
+        return service
+
+    def uvicorn(self, name: str, app: str, *, env: Mapping[str, str], app_dir: Path, ready_path: str) -> Service:
+        """One uvicorn worker, no reload, the production command line of backend/Dockerfile otherwise."""
+        port = free_port()
+        command = [
+            str(VENV_BIN / "python"),
+            "-m",
+            "uvicorn",
+            "--factory",
+            app,
+            "--app-dir",
+            str(app_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--proxy-headers",
+            "--forwarded-allow-ips",
+            "127.0.0.1",
+            "--no-server-header",
+        ]
+        service = self.spawn(name, command, env=env, cwd=app_dir, port=port)
+        wait_until(http_ok(service.base_url + ready_path), service.process, name, service.log)
+        return service
+
+    def nginx(self, name: str, root: Path) -> Service:
+        """nginx, one worker, `sendfile on`, serving `root` on loopback; config, pid and logs in the workdir."""
+        executable = _find_executable("nginx", "/usr/sbin/nginx")
+        prefix = self.workdir / name
+        (prefix / "tmp").mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        # Run as root, nginx would drop its worker to `nobody`, which cannot read the private workdir.
+        user_line = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
+        temp_paths = "\n".join(
+            f"    {kind}_temp_path {prefix / 'tmp' / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        config = f"""
+{user_line}
+worker_processes 1;
+daemon off;
+pid {prefix / "nginx.pid"};
+error_log {prefix / "error.log"} warn;
+events {{ worker_connections 1024; }}
+http {{
+    types {{ image/jpeg jpg; }}
+    default_type application/octet-stream;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+{temp_paths}
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
+        conf = prefix / "nginx.conf"
+        conf.write_text(config)
+        command = [executable, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)]
+        service = self.spawn(name, command, env=os.environ, cwd=prefix, port=port)
+        wait_until(http_ok(service.base_url + "/"), service.process, name, service.log)
+        return service
+
+    def moto(self, name: str) -> Service:
+        """moto's S3 server (Flask, threaded) on loopback; it checks no credentials."""
+        port = free_port()
+        command = [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+        service = self.spawn(name, command, env=os.environ, cwd=self.workdir, port=port)
+        wait_until(http_ok(service.base_url + "/"), service.process, name, service.log)
+        return service
+
+    def stop(self, service: Service) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.pid, signal.SIGTERM)
+        try:
+            service.process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(service.pid, signal.SIGKILL)
+            service.process.wait(timeout=STOP_GRACE_SECONDS)
+        # Children of the group (nginx's worker) may outlive the leader by a moment.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(service.pid, signal.SIGKILL)
+        if service in self.started:
+            self.started.remove(service)
+
+    def stop_all(self) -> None:
+        for service in reversed(list(self.started)):
+            try:
+                self.stop(service)
+            except Exception as error:  # keep stopping the others
+                print(f"bench: could not stop {service.name}: {error}", file=sys.stderr)
+
+
+def _find_executable(name: str, fallback: str) -> str:
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return fallback
+
+
+def read_status_kib(pid: int, field_name: str) -> int | None:
+    """A `/proc/<pid>/status` memory field (VmRSS, VmHWM) in KiB, or None once the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+class RssSampler:
+    """Polls a process's VmRSS in a thread; `peak_mb` is the largest value seen while it ran.
+
+    VmHWM would be exact, but it holds the process's peak since it started, not the scenario's;
+    polling every 10 ms misses at most a spike shorter than that.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.start_kib = read_status_kib(pid, "VmRSS") or 0
+        self.peak_kib = self.start_kib
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            rss = read_status_kib(self.pid, "VmRSS")
+            if rss is None:
+                return
+            self.peak_kib = max(self.peak_kib, rss)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mb(self) -> float:
+        return round(self.peak_kib / 1024, 1)
+
+    @property
+    def start_mb(self) -> float:
+        return round(self.start_kib / 1024, 1)
