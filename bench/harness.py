@@ -157,6 +157,10 @@ def clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key.upper() not in names}
 
 
+def port_of(service: Service) -> int:
+    return int(service.base_url.rsplit(":", 1)[1])
+
+
 def nginx_worker_pid(master: Service) -> int:
     """nginx's one worker: the process that serves, and whose RSS counts."""
     for _ in range(50):
@@ -279,6 +283,22 @@ class Run:
             self.wrk("starlette_json_ceiling", starlette, "/metadata")
             self.wrk("file_local", chitram, f"/api/v1/images/{image['id']}/file")
             self.wrk("nginx_sendfile_ceiling", nginx, "/file-500k.jpg", rss_pid=nginx_worker_pid(nginx))
+
+            # Production layout: nginx in front, the app checks the id and names the file, nginx sends it.
+            accel_app = self.start_chitram(
+                "chitram-accel",
+                STORAGE_BACKEND="local",
+                LOCAL_STORAGE_PATH=str(self.workdir / "images"),
+                FILE_DELIVERY="accel-redirect",
+            )
+            accel_front = self.processes.nginx(
+                "nginx-accel", self.workdir / "images", accel_upstream=port_of(accel_app)
+            )
+            file_path = f"/api/v1/images/{image['id']}/file"
+            client_scenarios.check_download(httpx.Client(base_url=accel_front.base_url), file_path, file_500k)
+            self.wrk("file_local_accel", accel_front, file_path, rss_pid=accel_app.pid)
+            self.processes.stop(accel_front)
+            self.processes.stop(accel_app)
             self.wrk(
                 "upload_200k",
                 chitram,

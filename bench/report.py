@@ -22,6 +22,7 @@ SCENARIOS = (
     "starlette_json_ceiling",
     "file_local",
     "nginx_sendfile_ceiling",
+    "file_local_accel",
     "file_s3",
     "naive_s3_read",
     "file_s3_5mb",
@@ -84,6 +85,15 @@ TARGETS = (
     Target(
         "2. File 500 KB, local, req/s",
         lambda r: r["file_local"]["req_per_s"],
+        "req/s",
+        "≥ 30% of nginx",
+        lambda v, c: (_ratio(v, c) or 0) >= 0.30,
+        "nginx sendfile, req/s",
+        lambda r: r["nginx_sendfile_ceiling"]["req_per_s"],
+    ),
+    Target(
+        "2. File 500 KB, local, production layout (nginx + X-Accel-Redirect), req/s",
+        lambda r: r["file_local_accel"]["req_per_s"],
         "req/s",
         "≥ 30% of nginx",
         lambda v, c: (_ratio(v, c) or 0) >= 0.30,

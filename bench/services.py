@@ -109,23 +109,33 @@ class Processes:
             str(port),
             "--workers",
             "1",
-            "--proxy-headers",
-            "--forwarded-allow-ips",
-            "127.0.0.1",
+            # As backend/Dockerfile: the app resolves X-Forwarded-For itself; Caddy writes access logs.
+            "--no-proxy-headers",
+            "--no-access-log",
             "--no-server-header",
         ]
         service = self.spawn(name, command, env=env, cwd=app_dir, port=port)
         wait_until(http_ok(service.base_url + ready_path), service.process, name, service.log)
         return service
 
-    def nginx(self, name: str, root: Path) -> Service:
-        """nginx, one worker, `sendfile on`, serving `root` on loopback; config, pid and logs in the workdir."""
+    def nginx(self, name: str, root: Path, *, accel_upstream: int | None = None) -> Service:
+        """nginx, one worker, `sendfile on`, serving `root` on loopback; config, pid and logs in the workdir.
+
+        With `accel_upstream` (a port) it is instead the production layout of FILE_DELIVERY=accel-redirect:
+        every request goes to the app there, and nginx sends the file the app names in X-Accel-Redirect.
+        """
         executable = _find_executable("nginx", "/usr/sbin/nginx")
         prefix = self.workdir / name
         (prefix / "tmp").mkdir(parents=True, exist_ok=True)
         port = free_port()
         # Run as root, nginx would drop its worker to `nobody`, which cannot read the private workdir.
         user_line = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
+        locations = f"root {root};"
+        if accel_upstream is not None:
+            locations = f"""
+        location / {{ proxy_pass http://127.0.0.1:{accel_upstream}; proxy_http_version 1.1;
+                      proxy_set_header Connection ""; }}
+        location /_chitram_files/ {{ internal; alias {root}/; }}"""
         temp_paths = "\n".join(
             f"    {kind}_temp_path {prefix / 'tmp' / kind};"
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -147,7 +157,7 @@ http {{
 {temp_paths}
     server {{
         listen 127.0.0.1:{port};
-        root {root};
+        {locations}
     }}
 }}
 """
@@ -155,7 +165,8 @@ http {{
         conf.write_text(config)
         command = [executable, "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)]
         service = self.spawn(name, command, env=os.environ, cwd=prefix, port=port)
-        wait_until(http_ok(service.base_url + "/"), service.process, name, service.log)
+        ready = "/health" if accel_upstream is not None else "/"
+        wait_until(http_ok(service.base_url + ready), service.process, name, service.log)
         return service
 
     def moto(self, name: str) -> Service:

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
 
     upload_concurrency_limit: int = Field(default=10, ge=1, le=1000)
     upload_concurrency_timeout: float = Field(default=30.0, gt=0)
+    # The whole body must arrive within this time, so slow senders cannot hold upload slots forever.
+    upload_read_timeout_seconds: float = Field(default=120.0, gt=0)
 
     thumbnail_size: int = Field(default=300, ge=16, le=2048)
     thumbnail_concurrency: int = Field(default=2, ge=1, le=32)

@@ -80,6 +80,19 @@ async def _run_callbacks(session: AsyncSession, key: str) -> None:
             logger.exception("transaction follow-up %s failed", getattr(callback, "__name__", callback))
 
 
+async def abandon(session: AsyncSession) -> None:
+    """Undo this request's work when a handler answers an error itself instead of raising it.
+
+    Rolls back (the commit that follows then has nothing to do) and runs the `on_rollback`
+    compensations, exactly as if the error had propagated.
+    """
+    session.info.pop(_AFTER_COMMIT, None)
+    try:
+        await session.rollback()
+    finally:
+        await _run_callbacks(session, _ON_ROLLBACK)
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request's session: commits when the handler returns, rolls back when it raises."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
@@ -88,9 +101,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             yield session
             await session.commit()
         except BaseException:
-            await session.rollback()
             session.info.pop(_AFTER_COMMIT, None)
-            await _run_callbacks(session, _ON_ROLLBACK)
+            try:
+                await session.rollback()  # may fail too when the connection died mid-commit
+            finally:
+                await _run_callbacks(session, _ON_ROLLBACK)
             raise
         session.info.pop(_ON_ROLLBACK, None)
         await _run_callbacks(session, _AFTER_COMMIT)

@@ -7,6 +7,7 @@
     │   ├── InvalidFileFormat       400 INVALID_FILE_FORMAT
     │   ├── InvalidImage            400 INVALID_IMAGE
     │   └── ImageDimensionsExceeded 400 IMAGE_DIMENSIONS_EXCEEDED
+    ├── UploadTimeout               408 UPLOAD_TIMEOUT
     ├── FileTooLarge                413 FILE_TOO_LARGE
     ├── ImageNotFound               404 IMAGE_NOT_FOUND
     ├── RangeNotSatisfiable         416 RANGE_NOT_SATISFIABLE
@@ -84,6 +85,12 @@ class FileTooLarge(AppError):
     status_code = 413
     code = "FILE_TOO_LARGE"
     default_message = "The file is larger than allowed."
+
+
+class UploadTimeout(AppError):
+    status_code = 408
+    code = "UPLOAD_TIMEOUT"
+    default_message = "The upload took too long to arrive."
 
 
 class ImageNotFound(AppError):

@@ -71,9 +71,7 @@ def bearer_token(request: Request, header_token: str | None) -> str | None:
     return cookie or None
 
 
-async def _optional_user(
-    request: Request, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]
-) -> User | None:
+async def _optional_user(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User | None:
     presented = bearer_token(request, token)
     if presented is None:
         return None
@@ -82,7 +80,7 @@ async def _optional_user(
         check_csrf(request)
     # A token that is present but bad is an error, never a silent fall-back to anonymous.
     user_id = decode_access_token(presented, secret=request.app.state.jwt_secret)
-    return await auth_service.get_active_user(session, user_id)
+    return await auth_service.load_token_user(request.app.state.sessionmaker, user_id)
 
 
 OptionalUserDep = Annotated[User | None, Depends(_optional_user)]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
-
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -50,7 +48,7 @@ async def health(request: Request) -> JSONResponse:
     limiter: RateLimiter = state.rate_limiter
     report = HealthRead(
         status=status,
-        version=version("chitram"),
+        version=request.app.version,
         environment=state.settings.app_env,
         database=states["database"],
         storage=states["storage"],

@@ -38,6 +38,7 @@ from app.errors import (
     ThumbnailNotReady,
     TokenExpired,
     Unauthorized,
+    UploadTimeout,
     ValidationFailed,
 )
 from app.models import ThumbnailStatus
@@ -65,6 +66,7 @@ router = APIRouter(prefix="/api/v1/images", tags=["images"])
         TokenExpired,
         RateLimitExceeded,
         ServiceUnavailable,
+        UploadTimeout,
     ),
 )
 async def upload_image(
@@ -83,7 +85,7 @@ async def upload_image(
     """
     if user is None and not settings.allow_anonymous_uploads:
         raise Unauthorized("Anonymous uploads are disabled; log in to upload.")
-    upload = await receive_upload(request, settings.max_file_size_bytes)
+    upload = await receive_upload(request, settings.max_file_size_bytes, settings.upload_read_timeout_seconds)
     try:
         image, delete_token = await image_service.create_image(
             session, storage, settings, upload, owner=user, client_ip=client_ip(request), thumbnails=thumbnails

@@ -24,6 +24,10 @@ from app.services.tokens import decode_access_token
 
 LimitFor = Callable[[Settings], int]
 
+# Scopes counted per client address even for a logged-in caller: who is logged in does not matter
+# to a login or a registration, and counting them per account would give every account a new budget.
+ADDRESS_ONLY_SCOPES = frozenset({"auth"})
+
 # (method, path) -> (scope shared by the routes it names, limit per minute)
 LIMITED_ROUTES: dict[tuple[str, str], tuple[str, LimitFor]] = {
     ("POST", "/api/v1/images/upload"): ("upload", lambda settings: settings.rate_limit_per_minute),
@@ -50,10 +54,10 @@ def _bearer_token(scope: Scope, cookie_name: str) -> str | None:
     return None
 
 
-def client_identity(scope: Scope) -> str:
-    """`user:<id>` for a valid access token, else `ip:<address>`."""
+def client_identity(scope: Scope, *, by_user: bool = True) -> str:
+    """`user:<id>` for a valid access token (when `by_user`), else `ip:<address>`."""
     app_state = scope["app"].state
-    token = _bearer_token(scope, app_state.session_cookie_name)
+    token = _bearer_token(scope, app_state.session_cookie_name) if by_user else None
     if token:
         try:
             return f"user:{decode_access_token(token, secret=app_state.jwt_secret)}"
@@ -78,7 +82,8 @@ class RateLimitMiddleware:
         name, limit_for = rule
         app_state = scope["app"].state
         limiter: RateLimiter = app_state.rate_limiter
-        result = await limiter.hit(name, client_identity(scope), limit_for(app_state.settings))
+        identity = client_identity(scope, by_user=name not in ADDRESS_ONLY_SCOPES)
+        result = await limiter.hit(name, identity, limit_for(app_state.settings))
         if not result.allowed:
             if scope["path"].startswith("/api/"):
                 await _refuse(result, send)

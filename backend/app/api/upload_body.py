@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
+import anyio
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
-from app.errors import FileTooLarge, InvalidRequest, ValidationFailed
+from app.errors import FileTooLarge, InvalidRequest, UploadTimeout, ValidationFailed
 from app.schemas.upload import ReceivedUpload
 
 FILE_FIELD = "file"
@@ -60,8 +61,8 @@ async def _limited(stream: AsyncIterator[bytes], limit: int, max_bytes: int) -> 
         yield chunk
 
 
-async def receive_upload(request: Request, max_bytes: int) -> ReceivedUpload:
-    """Parse the body's `file` part into a spooled temporary file, enforcing `max_bytes`."""
+async def receive_upload(request: Request, max_bytes: int, read_timeout: float) -> ReceivedUpload:
+    """Parse the body's `file` part into a spooled temporary file, within `max_bytes` and `read_timeout`."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise _missing_file()
@@ -78,7 +79,12 @@ async def receive_upload(request: Request, max_bytes: int) -> ReceivedUpload:
         max_part_size=16 * 1024,
     )
     try:
-        form = await parser.parse()
+        with anyio.fail_after(read_timeout):
+            form = await parser.parse()
+    except TimeoutError:
+        raise UploadTimeout(
+            f"The upload did not arrive within {read_timeout:g} seconds.", details={"timeout_seconds": read_timeout}
+        ) from None
     except MultiPartException as error:
         raise InvalidRequest(f"Malformed multipart body: {error.message}") from None
     except ClientDisconnect:

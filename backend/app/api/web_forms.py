@@ -12,6 +12,7 @@ from app.api.deps import SessionDep, SettingsDep, StorageDep, ThumbnailsDep, Upl
 from app.api.upload_body import receive_upload
 from app.api.web_pages import WebUserDep
 from app.api.web_support import check_csrf, render, safe_next, set_session_cookie
+from app.database import abandon
 from app.errors import AppError, DeleteTokenRequired, ImageNotFound, InvalidCredentials
 from app.models import User
 from app.schemas.image import ImageRead
@@ -74,6 +75,8 @@ async def register(
     try:
         user = await auth_service.register_user(session, account.email, account.password)
     except AppError as error:
+        # A lost registration race leaves the transaction failed: undo it before answering.
+        await abandon(session)
         return render(request, "register.html", {**context, "error": error.message}, status_code=error.status_code)
     return _logged_in(request, user, next or "/", settings)
 
@@ -101,7 +104,7 @@ async def upload(
     if user is None and not settings.allow_anonymous_uploads:
         return render(request, "_upload_error.html", {"message": "Log in to upload."}, status_code=401)
     try:
-        received = await receive_upload(request, settings.max_file_size_bytes)
+        received = await receive_upload(request, settings.max_file_size_bytes, settings.upload_read_timeout_seconds)
         try:
             image, delete_token = await image_service.create_image(
                 session, storage, settings, received, owner=user, client_ip=client_ip(request), thumbnails=thumbnails
@@ -109,6 +112,7 @@ async def upload(
         finally:
             received.file.close()
     except AppError as error:
+        await abandon(session)  # a blob already written for this upload goes too
         return render(request, "_upload_error.html", {"message": error.message}, status_code=error.status_code)
     if delete_token is None:
         return Response(status_code=200, headers={"HX-Redirect": f"/image/{image.id}"})

@@ -43,14 +43,14 @@ def _return_path(request: Request) -> str:
     return safe_next(request.url.path + (f"?{query}" if query else ""))
 
 
-async def web_user(request: Request, session: SessionDep) -> User | None:
+async def web_user(request: Request) -> User | None:
     """The logged-in user of this browser, None for a visitor; an expired session goes to login."""
     token = request.cookies.get(request.app.state.session_cookie_name)
     user = None
     if token:
         try:
-            user = await auth_service.get_active_user(
-                session, decode_access_token(token, secret=request.app.state.jwt_secret)
+            user = await auth_service.load_token_user(
+                request.app.state.sessionmaker, decode_access_token(token, secret=request.app.state.jwt_secret)
             )
         except Unauthorized:
             raise SessionExpired(_return_path(request)) from None

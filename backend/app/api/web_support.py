@@ -150,8 +150,13 @@ def safe_next(candidate: str | None, default: str = "/") -> str:
     """`candidate` if it is a path on this site, else `default` (no open redirects)."""
     if not candidate or not candidate.startswith("/") or candidate.startswith("//") or "\\" in candidate:
         return default
-    parts = urlsplit(candidate)
-    if parts.scheme or parts.netloc or any(ord(char) < 32 for char in candidate):
+    if any(ord(char) < 32 or ord(char) == 127 for char in candidate):
+        return default
+    try:
+        parts = urlsplit(candidate)
+    except ValueError:
+        return default  # e.g. an unbalanced "[": not a path we made
+    if parts.scheme or parts.netloc:
         return default
     return candidate
 

@@ -6,7 +6,7 @@ import uuid
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.errors import EmailExists, InvalidCredentials, Unauthorized
 from app.models import User
@@ -39,6 +39,16 @@ async def authenticate(session: AsyncSession, email: str, password: str) -> User
     if user is None or not valid or not user.is_active:
         raise InvalidCredentials()
     return user
+
+
+async def load_token_user(sessionmaker: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> User:
+    """The active user a token names, read in a short session of its own.
+
+    Not in the request's session: that would open its transaction (and hold a pooled connection)
+    before an upload's body has even arrived. The returned object is detached, its columns loaded.
+    """
+    async with sessionmaker() as session:
+        return await get_active_user(session, user_id)
 
 
 async def get_active_user(session: AsyncSession, user_id: uuid.UUID) -> User:

@@ -25,8 +25,12 @@ async def hash_password(password: str) -> str:
     return await anyio.to_thread.run_sync(_hasher().hash, password)
 
 
+def _verify(password: str, hashed: str | None) -> bool:
+    # The dummy hash is made (once) here, in the worker thread, never on the event loop.
+    return _hasher().verify(password, hashed if hashed is not None else _dummy_hash())
+
+
 async def verify_password(password: str, hashed: str | None) -> bool:
     """Whether `password` matches `hashed`; with `hashed=None` it spends the same time and fails."""
-    target = hashed if hashed is not None else _dummy_hash()
-    matched = await anyio.to_thread.run_sync(_hasher().verify, password, target)
+    matched = await anyio.to_thread.run_sync(_verify, password, hashed)
     return matched and hashed is not None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -56,8 +57,9 @@ class ThumbnailJobs:
         self._send: MemoryObjectSendStream[uuid.UUID]
         self._receive: MemoryObjectReceiveStream[uuid.UUID]
         self._send, self._receive = anyio.create_memory_object_stream[uuid.UUID](QUEUE_CAPACITY)
-        # Threads abandoned by a time-out keep their token, so runaway renders stay bounded too.
-        self._render_limiter = anyio.CapacityLimiter(settings.thumbnail_concurrency)
+        # Render slots are held by the render threads themselves (see RenderTicket), so a thread that
+        # outlives its time limit keeps its slot until it really ends: runaway renders stay bounded.
+        self._render_slots = threading.BoundedSemaphore(settings.thumbnail_concurrency)
         self._lease = timedelta(seconds=settings.thumbnail_timeout_seconds * 2 + 30)
 
     def enqueue(self, image_id: uuid.UUID) -> None:
@@ -112,12 +114,15 @@ class ThumbnailJobs:
         if claim is None:
             return  # done, failed, deleted, or another process holds the lease
         storage_key, attempts = claim
+        if not self._render_slots.acquire(blocking=False):
+            # Every slot is held, some by renders that ran out of time and are still finishing.
+            await self._postpone(image_id)
+            return
+        ticket = RenderTicket(self._render_slots)
         try:
             source = await self._read_original(storage_key)
             with anyio.fail_after(self._settings.thumbnail_timeout_seconds):
-                rendered = await anyio.to_thread.run_sync(
-                    self._render, source, limiter=self._render_limiter, abandon_on_cancel=True
-                )
+                rendered = await anyio.to_thread.run_sync(ticket.run, self._render, source, abandon_on_cancel=True)
             key = thumbnail_key(str(image_id), rendered.content_type)
             await self._storage.save(key, io.BytesIO(rendered.data), len(rendered.data), rendered.content_type)
         except ThumbnailError as error:
@@ -126,6 +131,8 @@ class ThumbnailJobs:
         except Exception as error:
             await self._retry_later(image_id, attempts, error)
             return
+        finally:
+            ticket.give_up()
         if not await self._finish_ready(image_id, key, rendered):
             await self._storage.delete(key)  # the image was deleted while we worked
             return
@@ -199,8 +206,55 @@ class ThumbnailJobs:
                 .values(thumbnail_lease_until=utc_now() + timedelta(seconds=delay), thumbnail_error=reason)
             )
 
+    async def _postpone(self, image_id: uuid.UUID) -> None:
+        """Hand the claim back for a later try without spending one of the image's attempts."""
+        async with background_session(self._sessionmaker) as session:
+            await session.execute(
+                update(Image)
+                .where(Image.id == image_id, Image.thumbnail_status == ThumbnailStatus.PENDING)
+                .values(
+                    thumbnail_lease_until=utc_now() + timedelta(seconds=self._settings.thumbnail_retry_base_seconds),
+                    thumbnail_attempts=Image.thumbnail_attempts - 1,
+                )
+            )
+
     async def close(self) -> None:
         await self._send.aclose()
+
+
+class RenderTicket:
+    """One render's hold on a slot, released by whichever side is last to need it.
+
+    The slot is taken before the thread is asked for. If the thread starts, it keeps the slot until
+    it ends, even when the waiting side has given up on it (a time-out abandons the thread, it does
+    not stop it). If the waiting side gives up first, it frees the slot and the thread, should it
+    still start, does nothing.
+    """
+
+    def __init__(self, slots: threading.BoundedSemaphore) -> None:
+        self._slots = slots
+        self._lock = threading.Lock()
+        self._state = "waiting"  # -> "running" -> "done", or -> "abandoned"
+
+    def run(self, render: Callable[[io.BytesIO], RenderedThumbnail], source: io.BytesIO) -> RenderedThumbnail:
+        with self._lock:
+            if self._state == "abandoned":
+                raise TimeoutError("the render was given up before it started")
+            self._state = "running"
+        try:
+            return render(source)
+        finally:
+            with self._lock:
+                self._state = "done"
+            self._slots.release()
+
+    def give_up(self) -> None:
+        """Called by the waiting side when it is done with the render, however that went."""
+        with self._lock:
+            if self._state != "waiting":
+                return  # the thread ran (or runs) and frees the slot itself
+            self._state = "abandoned"
+        self._slots.release()
 
 
 def _lease_free(now: datetime) -> ColumnElement[bool]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 
 class InvalidCursor(ValueError):
@@ -24,6 +24,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         created_at = datetime.fromisoformat(stamp)
         if created_at.tzinfo is None:
             raise ValueError("cursor time has no zone")
-        return created_at, uuid.UUID(item_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        # Normalised here: a crafted time near datetime's limits overflows in conversion, not in SQL.
+        return created_at.astimezone(UTC), uuid.UUID(item_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
         raise InvalidCursor(cursor) from None

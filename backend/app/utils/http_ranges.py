@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from app.errors import RangeNotSatisfiable
+
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,10 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()):
+    # ASCII digits only ("²".isdigit() is true, and int() of it fails), and few enough to be a size.
+    if not dash or not (_DIGITS.fullmatch(first) or _DIGITS.fullmatch(last)):
         return None
-    if not (first == "" or first.isdigit()) or not (last == "" or last.isdigit()):
+    if not (first == "" or _DIGITS.fullmatch(first)) or not (last == "" or _DIGITS.fullmatch(last)):
         return None
     unsatisfiable = RangeNotSatisfiable(details={"size": size}, headers={"Content-Range": f"bytes */{size}"})
     if first == "":

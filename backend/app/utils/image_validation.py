@@ -131,7 +131,9 @@ def _check_declared_content_type(declared: str | None, detected: str) -> None:
         return
     # Parameters such as "; charset=binary" say nothing about the image format.
     normalised = declared.split(";", 1)[0].strip().lower()
-    if normalised in _UNINFORMATIVE_CONTENT_TYPES:
+    # Only a declared image or text type makes a claim about the contents (issue 2); anything else
+    # (octet-stream, binary/octet-stream from some tools, ...) is accepted and the bytes decide.
+    if normalised in _UNINFORMATIVE_CONTENT_TYPES or not normalised.startswith(("image/", "text/")):
         return
     normalised = _CONTENT_TYPE_ALIASES.get(normalised, normalised)
     if normalised != detected:
@@ -141,6 +143,12 @@ def _check_declared_content_type(declared: str | None, detected: str) -> None:
             f"The declared content type {shown!r} does not match the file's contents ({detected}).",
             details={"declared": shown, "detected": detected},
         )
+
+
+# Animated and multi-picture files: a cap on frames and on all frames' pixels together, so one
+# small file cannot make the decoder work through hundreds of full-size frames.
+MAX_FRAMES = 1000
+TOTAL_PIXELS_FACTOR = 2
 
 
 def _check_pixel_count(width: int, height: int, *, max_pixels: int) -> None:
@@ -178,8 +186,23 @@ def _decode_every_frame(
                 else:
                     # Draft mode is only sound for plain JPEG (it breaks MPO's later frames), and a
                     # pipeline that only reads frame 0 would accept files whose later frames are broken.
+                    # Every frame has its own size (MPO frames carry their own SOF), so each one passes
+                    # the pixel limit before it is decoded, and all of them together a budget.
+                    if frames > MAX_FRAMES:
+                        raise ImageDimensionsExceeded(
+                            f"The image has {frames} frames; at most {MAX_FRAMES} are allowed.",
+                            details={"frames": frames, "max_frames": MAX_FRAMES},
+                        )
+                    decoded_pixels = 0
                     for index in range(frames):
                         image.seek(index)
+                        _check_pixel_count(*image.size, max_pixels=max_pixels)
+                        decoded_pixels += image.size[0] * image.size[1]
+                        if decoded_pixels > max_pixels * TOTAL_PIXELS_FACTOR:
+                            raise ImageDimensionsExceeded(
+                                "The image's frames together have too many pixels.",
+                                details={"max_total_pixels": max_pixels * TOTAL_PIXELS_FACTOR},
+                            )
                         image.load()
         except ImageDimensionsExceeded:
             raise

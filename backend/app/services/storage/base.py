@@ -11,6 +11,15 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Mapping
 from typing import BinaryIO
 
+CHUNK_SIZE = 256 * 1024
+# A range up to this size is read whole when the object is opened: one hop, one response body.
+WHOLE_READ_LIMIT = 1024 * 1024
+
+
+def first_read_size(length: int | None) -> int:
+    """How much to read when opening: small ranges whole, larger ones a chunk at a time (flat memory)."""
+    return length if length is not None and length <= WHOLE_READ_LIMIT else CHUNK_SIZE
+
 
 class StoredObjectMissing(Exception):
     """The key is not in the store."""

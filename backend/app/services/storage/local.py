@@ -13,10 +13,8 @@ import anyio
 import anyio.to_thread
 
 from app.errors import StorageUnavailable
-from app.services.storage.base import StorageBackend, StoredObjectMissing
+from app.services.storage.base import CHUNK_SIZE, StorageBackend, StoredObjectMissing, first_read_size
 
-CHUNK_SIZE = 256 * 1024
-FIRST_CHUNK_SIZE = 1024 * 1024
 # mkstemp creates files as 0600; a stored image should be as readable as one written by open().
 STORED_FILE_MODE = 0o644
 
@@ -136,7 +134,7 @@ def _open_and_read_first(path: Path, start: int, length: int | None) -> tuple[Bi
     file = path.open("rb")
     try:
         file.seek(start)
-        first = file.read(FIRST_CHUNK_SIZE if length is None else min(FIRST_CHUNK_SIZE, length))
+        first = file.read(first_read_size(length))
         if length is not None and len(first) >= length:
             file.close()
             return None, first
@@ -154,7 +152,7 @@ async def _read_chunks(file: BinaryIO | None, first: bytes, length: int | None) 
     try:
         if first:
             yield first
-        if file is None or (length is None and len(first) < FIRST_CHUNK_SIZE):
+        if file is None or (length is None and len(first) < CHUNK_SIZE):
             return  # everything was in the first read
         remaining = length
         while remaining is None or remaining > 0:

@@ -23,12 +23,10 @@ from urllib3.exceptions import HTTPError, MaxRetryError
 from urllib3.response import BaseHTTPResponse
 
 from app.errors import StorageUnavailable
-from app.services.storage.base import StorageBackend, StoredObjectMissing
+from app.services.storage.base import CHUNK_SIZE, StorageBackend, StoredObjectMissing, first_read_size
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 256 * 1024
-FIRST_CHUNK_SIZE = 1024 * 1024
 # The smallest part S3 accepts; put_object holds one part in memory, so smaller is cheaper.
 PART_SIZE = 5 * 1024 * 1024
 POOL_SIZE = 32
@@ -131,7 +129,7 @@ class S3Storage(StorageBackend):
     def _get_with_first_chunk(self, key: str, start: int, length: int) -> tuple[BaseHTTPResponse, bytes]:
         response = self._client.get_object(self.bucket, key, offset=start, length=length)
         try:
-            wanted = FIRST_CHUNK_SIZE if not length else min(FIRST_CHUNK_SIZE, length)
+            wanted = first_read_size(length or None)
             return response, response.read(wanted)
         except BaseException:
             response.close()
