@@ -24,6 +24,7 @@ SCENARIOS = {
     "starlette_json_ceiling",
     "file_local",
     "nginx_sendfile_ceiling",
+    "file_local_accel",
     "file_s3",
     "naive_s3_read",
     "file_s3_5mb",
