@@ -331,10 +331,12 @@ def markdown(results: Results) -> str:
         "left allocated. Peak RSS is VmRSS of the uvicorn process polled every 10 ms.",
         "- The S3 pass runs against moto's server (`moto_server`, Flask, threaded), which is itself the "
         "slowest part of that path; the naive baseline reads through the same moto.",
-        "- Not measured yet: the production layout where the reverse proxy or the object store delivers the "
-        "bytes (internal redirect, presigned URL); it needs the setting issue 5 asks for.",
-        "- A miss is explained, with its profile (`bash bench/run.sh --profile` writes py-spy flame graphs "
-        "to bench/results/), where the optimisation work records it.",
+        "- `file_local_accel` is the production layout `FILE_DELIVERY=accel-redirect`: nginx in front, the "
+        "app resolves the id and sets the headers, nginx sends the file. `presigned-redirect` hands the bytes "
+        "to the object store itself; with moto standing in for S3 that would time moto, so it is tested, "
+        "not timed here.",
+        "- Where a target is missed, `bash bench/run.sh --profile` writes py-spy flame graphs to "
+        "bench/results/ to show where the time goes.",
         "",
         "Raw figures of the latest run: `bench/results/latest.json` (git-ignored).",
         "",

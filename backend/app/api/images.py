@@ -17,10 +17,9 @@ from app.api.deps import (
     StorageDep,
     ThumbnailsDep,
     UploadSlotDep,
-    client_ip,
 )
 from app.api.file_responses import stored_file_response
-from app.api.upload_body import UPLOAD_REQUEST_BODY, receive_upload
+from app.api.upload_body import UPLOAD_REQUEST_BODY, store_upload
 from app.errors import (
     DeleteTokenRequired,
     FileTooLarge,
@@ -85,13 +84,7 @@ async def upload_image(
     """
     if user is None and not settings.allow_anonymous_uploads:
         raise Unauthorized("Anonymous uploads are disabled; log in to upload.")
-    upload = await receive_upload(request, settings.max_file_size_bytes, settings.upload_read_timeout_seconds)
-    try:
-        image, delete_token = await image_service.create_image(
-            session, storage, settings, upload, owner=user, client_ip=client_ip(request), thumbnails=thumbnails
-        )
-    finally:
-        upload.file.close()
+    image, delete_token = await store_upload(request, session, storage, settings, thumbnails, owner=user)
     return ImageUploaded.model_validate(image).model_copy(update={"delete_token": delete_token})
 
 

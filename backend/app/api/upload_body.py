@@ -12,12 +12,19 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 
+from app.api.deps import client_ip
+from app.config import Settings
 from app.errors import FileTooLarge, InvalidRequest, UploadTimeout, ValidationFailed
+from app.models import Image, User
 from app.schemas.upload import ReceivedUpload
+from app.services import image_service
+from app.services.image_service import ThumbnailQueue
+from app.services.storage import StorageBackend
 
 FILE_FIELD = "file"
 # Room for the multipart framing and a few small text fields around the file itself.
@@ -108,3 +115,27 @@ async def receive_upload(request: Request, max_bytes: int, read_timeout: float) 
         declared_content_type=upload.content_type,
         size=size,
     )
+
+
+async def store_upload(
+    request: Request,
+    session: AsyncSession,
+    storage: StorageBackend,
+    settings: Settings,
+    thumbnails: ThumbnailQueue,
+    owner: User | None,
+) -> tuple[Image, str | None]:
+    """Read the upload from the body and hand it to the image service; the spooled file is closed after."""
+    received = await receive_upload(request, settings.max_file_size_bytes, settings.upload_read_timeout_seconds)
+    try:
+        return await image_service.create_image(
+            session,
+            storage,
+            settings,
+            received,
+            owner=owner,
+            client_ip=client_ip(request),
+            thumbnails=thumbnails,
+        )
+    finally:
+        received.file.close()

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Form, Request
 from pydantic import ValidationError
 from starlette.responses import RedirectResponse, Response
 
-from app.api.deps import SessionDep, SettingsDep, StorageDep, ThumbnailsDep, UploadSlotDep, client_ip
-from app.api.upload_body import receive_upload
+from app.api.deps import SessionDep, SettingsDep, StorageDep, ThumbnailsDep, UploadSlotDep
+from app.api.upload_body import store_upload
 from app.api.web_pages import WebUserDep
 from app.api.web_support import check_csrf, render, safe_next, set_session_cookie
 from app.database import abandon
@@ -104,13 +104,7 @@ async def upload(
     if user is None and not settings.allow_anonymous_uploads:
         return render(request, "_upload_error.html", {"message": "Log in to upload."}, status_code=401)
     try:
-        received = await receive_upload(request, settings.max_file_size_bytes, settings.upload_read_timeout_seconds)
-        try:
-            image, delete_token = await image_service.create_image(
-                session, storage, settings, received, owner=user, client_ip=client_ip(request), thumbnails=thumbnails
-            )
-        finally:
-            received.file.close()
+        image, delete_token = await store_upload(request, session, storage, settings, thumbnails, owner=user)
     except AppError as error:
         await abandon(session)  # a blob already written for this upload goes too
         return render(request, "_upload_error.html", {"message": error.message}, status_code=error.status_code)

@@ -28,17 +28,6 @@ class StoredFile:
     modified: datetime
 
 
-def original_file(image: Image) -> StoredFile:
-    return StoredFile(
-        key=image.storage_key,
-        size=image.file_size,
-        checksum=image.checksum,
-        content_type=image.content_type,
-        filename=image.filename,
-        modified=image.created_at,
-    )
-
-
 def _original_from_metadata(metadata: dict[str, Any]) -> StoredFile:
     return StoredFile(
         key=original_key(metadata["id"], metadata["content_type"]),
