@@ -155,12 +155,8 @@ class ThumbnailJobs:
         return (row[0], row[1]) if row else None
 
     async def _read_original(self, storage_key: str) -> io.BytesIO:
-        # Originals are bounded by the upload limit and renders by the limiter, so memory is too.
-        buffer = io.BytesIO()
-        async for chunk in await self._storage.open_range(storage_key):
-            buffer.write(chunk)
-        buffer.seek(0)
-        return buffer
+        # Originals are bounded by the upload limit and renders by the slots, so memory is too.
+        return io.BytesIO(await self._storage.read_all(storage_key))
 
     async def _finish_ready(self, image_id: uuid.UUID, key: str, rendered: RenderedThumbnail) -> bool:
         async with background_session(self._sessionmaker) as session:

@@ -317,3 +317,11 @@ async def test_s3_calls_raise_unavailable_once_store_stops() -> None:
         await storage.exists(key)
     assert not await storage.health_check()
     await storage.close()
+
+
+async def test_read_all_returns_the_whole_object_and_misses_like_open_range(storage: StorageBackend) -> None:
+    payload = os.urandom(600_000)
+    await storage.save("whole/read.bin", io.BytesIO(payload), len(payload), "application/octet-stream")
+    assert await storage.read_all("whole/read.bin") == payload
+    with pytest.raises(StoredObjectMissing):
+        await storage.read_all("whole/missing.bin")

@@ -48,6 +48,10 @@ class StorageBackend(ABC):
         iterator releases its file or connection when exhausted or closed early.
         """
 
+    async def read_all(self, key: str) -> bytes:
+        """The whole object in memory: only for objects bounded by the upload limit (thumbnail jobs)."""
+        return b"".join([chunk async for chunk in await self.open_range(key)])
+
     @abstractmethod
     async def delete(self, key: str) -> None:
         """Remove `key`; deleting a missing key is not an error."""

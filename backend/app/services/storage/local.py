@@ -81,6 +81,16 @@ class LocalStorage(StorageBackend):
             raise StorageUnavailable() from error
         return _read_chunks(file, first, None if length is None else length - len(first))
 
+    async def read_all(self, key: str) -> bytes:
+        """The whole file in one thread hop."""
+        path = self.path_for(key)
+        try:
+            return await anyio.to_thread.run_sync(path.read_bytes)
+        except FileNotFoundError:
+            raise StoredObjectMissing(key) from None
+        except OSError as error:
+            raise StorageUnavailable() from error
+
     async def delete(self, key: str) -> None:
         """Remove `key`; a missing file is fine."""
         path = self.path_for(key)
