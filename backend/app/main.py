@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
         redis = RedisHandle(settings.redis_url)
         cache = MetadataCache(redis, key_prefix=settings.cache_key_prefix, ttl_seconds=settings.cache_ttl_seconds)
         thumbnails = ThumbnailJobs(
-            sessionmaker=sessionmaker, storage=storage, settings=settings, on_ready=cache.invalidate
+            sessionmaker=sessionmaker, storage=storage, settings=settings, on_settled=cache.invalidate
         )
         worker: asyncio.Task[None] | None = None
         try:

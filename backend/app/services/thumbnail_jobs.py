@@ -36,7 +36,8 @@ QUEUE_CAPACITY = 1000  # a full queue drops ids; the sweeper finds them in the d
 SWEEP_BATCH = 100
 MAX_RETRY_DELAY_SECONDS = 300.0
 
-OnReady = Callable[[uuid.UUID], Awaitable[None]]
+# Called when a job settles (ready or failed), e.g. to drop cached metadata that still says "pending".
+OnSettled = Callable[[uuid.UUID], Awaitable[None]]
 
 
 class ThumbnailJobs:
@@ -48,12 +49,12 @@ class ThumbnailJobs:
         sessionmaker: async_sessionmaker[AsyncSession],
         storage: StorageBackend,
         settings: Settings,
-        on_ready: OnReady | None = None,
+        on_settled: OnSettled | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._storage = storage
         self._settings = settings
-        self._on_ready = on_ready
+        self._on_settled = on_settled
         self._send: MemoryObjectSendStream[uuid.UUID]
         self._receive: MemoryObjectReceiveStream[uuid.UUID]
         self._send, self._receive = anyio.create_memory_object_stream[uuid.UUID](QUEUE_CAPACITY)
@@ -136,8 +137,8 @@ class ThumbnailJobs:
         if not await self._finish_ready(image_id, key, rendered):
             await self._storage.delete(key)  # the image was deleted while we worked
             return
-        if self._on_ready is not None:
-            await self._on_ready(image_id)
+        if self._on_settled is not None:
+            await self._on_settled(image_id)
 
     def _render(self, source: io.BytesIO) -> RenderedThumbnail:
         return render_thumbnail(source, max_side=self._settings.thumbnail_size)
@@ -185,8 +186,8 @@ class ThumbnailJobs:
                     thumbnail_status=ThumbnailStatus.FAILED, thumbnail_error=reason[:255], thumbnail_lease_until=None
                 )
             )
-        if self._on_ready is not None:
-            await self._on_ready(image_id)  # cached metadata must show the failure too
+        if self._on_settled is not None:
+            await self._on_settled(image_id)  # cached metadata must show the failure too
 
     async def _retry_later(self, image_id: uuid.UUID, attempts: int, error: Exception) -> None:
         reason = f"{type(error).__name__}: {error}"[:200]
