@@ -16,10 +16,15 @@ REQUIREMENTS=(
     "nginx nginx"               # make bench: the static-file ceiling
 )
 
+# nginx and friends live in /usr/sbin, which a non-login PATH may lack.
+present() {
+    command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 ]]
+}
+
 missing_packages=()
 for requirement in "${REQUIREMENTS[@]}"; do
     read -r command_name package <<<"$requirement"
-    if command -v "$command_name" >/dev/null 2>&1; then
+    if present "$command_name"; then
         echo "install-system-deps: $command_name present"
     elif [[ " ${missing_packages[*]} " != *" $package "* ]]; then
         missing_packages+=("$package")
@@ -40,10 +45,23 @@ export DEBIAN_FRONTEND=noninteractive
 echo "install-system-deps: apt-get update"
 apt-get update -qq
 echo "install-system-deps: apt-get install ${missing_packages[*]}"
-apt-get install -y -qq --no-install-recommends "${missing_packages[@]}" >/dev/null
+# Debian's nginx and caddy packages start a system server on port 80 after installing; we only need
+# the binaries, so service start-up is denied for this install (policy-rc.d exit 101), unless the
+# machine already has a policy of its own.
+policy=/usr/sbin/policy-rc.d
+own_policy=false
+if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    own_policy=true
+fi
+status=0
+apt-get install -y -qq --no-install-recommends "${missing_packages[@]}" >/dev/null || status=$?
+if $own_policy; then rm -f "$policy"; fi
+((status == 0)) || exit "$status"
 for requirement in "${REQUIREMENTS[@]}"; do
     read -r command_name package <<<"$requirement"
-    command -v "$command_name" >/dev/null 2>&1 || {
+    present "$command_name" || {
         echo "install-system-deps: $package installed but $command_name is still not on PATH" >&2
         exit 1
     }
