@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +19,8 @@ import pytest
 from anyio.abc import Process
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from tests.servers import free_port
 
 DEFAULT_TEST_REDIS_URL = "redis://127.0.0.1:6379/15"
 REDIS_SERVER_START_TIMEOUT_SECONDS = 5.0
@@ -47,13 +48,6 @@ async def redis_url() -> AsyncIterator[str]:
         await client.flushdb()
     finally:
         await client.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 class RedisServer:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,14 +16,7 @@ from app.main import create_app
 from tests.api.helpers import image_row_count
 from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from tests.factories import make_jpeg, token_of, upload, upload_ok
-
-
-def closed_port() -> int:
-    """A loopback port with nothing listening (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+from tests.servers import free_port
 
 
 def stored_files(root: Path) -> list[Path]:
@@ -140,7 +132,7 @@ async def test_storage_down_during_download_is_503(s3_app: tuple[FastAPI, Thread
 
 async def test_database_down_makes_health_unhealthy_and_requests_503(tmp_path: Path) -> None:
     settings = Settings(
-        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/chitram",
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/chitram",
         storage_backend="local",
         local_storage_path=tmp_path,
     )

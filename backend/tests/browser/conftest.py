@@ -10,10 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -25,9 +21,9 @@ from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, 
 from sqlalchemy.engine import make_url
 
 import tests.conftest as shared
-from app.config import Settings
-from tests.conftest import BACKEND_DIR, DEFAULT_TEST_DATABASE_URL
+from tests.conftest import DEFAULT_TEST_DATABASE_URL
 from tests.factories import bearer, make_jpeg
+from tests.servers import app_server_env, free_port, running_app_server
 
 CHROMIUM = Path(os.environ.get("CHITRAM_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -66,21 +62,6 @@ class Account:
     image_ids: list[str] = field(default_factory=list)  # newest first
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def _server_env(**overrides: str) -> dict[str, str]:
-    """This process's environment minus every setting a developer's shell might carry, plus `overrides`."""
-    setting_names = {name.upper() for name in Settings.model_fields}
-    env = {key: value for key, value in os.environ.items() if key.upper() not in setting_names}
-    env.update(overrides)
-    return env
-
-
 @pytest.fixture(scope="session")
 def browser_database_url() -> Iterator[str]:
     """A PostgreSQL database of the browser suite's own, migrated by Alembic, dropped at the end."""
@@ -103,8 +84,8 @@ def browser_database_url() -> Iterator[str]:
 def live_server(browser_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """`python -m app` (uvicorn) on a free loopback port; no Redis, rate limits out of the way."""
     workdir = tmp_path_factory.mktemp("live-server")
-    port = _free_port()
-    env = _server_env(
+    port = free_port()
+    env = app_server_env(
         DATABASE_URL=browser_database_url,
         STORAGE_BACKEND="local",
         LOCAL_STORAGE_PATH=str(workdir / "images"),
@@ -116,28 +97,9 @@ def live_server(browser_database_url: str, tmp_path_factory: pytest.TempPathFact
         HOST="127.0.0.1",
         PORT=str(port),
     )
-    server = LiveServer(f"http://127.0.0.1:{port}", workdir / "images", workdir / "server.log")
-    with server.log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "app"], cwd=BACKEND_DIR, env=env, stdout=log, stderr=log)
-        try:
-            deadline = time.monotonic() + SERVER_START_TIMEOUT_SECONDS
-            while True:
-                try:
-                    if httpx.get(f"{server.base_url}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the live server did not start:\n{server.log()}")
-                time.sleep(0.1)
-            yield server
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    log_path = workdir / "server.log"
+    with running_app_server(env, log_path, start_timeout=SERVER_START_TIMEOUT_SECONDS) as base_url:
+        yield LiveServer(base_url, workdir / "images", log_path)
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,28 +12,13 @@ import pytest
 
 from tests.conftest import BACKEND_DIR
 from tests.factories import make_jpeg
-
-# Variables a developer's shell might carry that would point the child somewhere else.
-SERVICE_VARIABLES = ("DATABASE_URL", "STORAGE_BACKEND", "LOCAL_STORAGE_PATH", "APP_ENV", "JWT_SECRET_KEY", "DEBUG")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def service_env(**overrides: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in SERVICE_VARIABLES}
-    env.update(overrides)
-    return env
+from tests.servers import app_server_env, free_port, running_app_server
 
 
 @pytest.fixture
 def embedded_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     storage = tmp_path / "images"
-    env = service_env(
+    env = app_server_env(
         DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'chitram.db'}",
         LOCAL_STORAGE_PATH=str(storage),
         HOST="127.0.0.1",
@@ -45,25 +27,8 @@ def embedded_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     subprocess.run(
         [sys.executable, "-m", "alembic", "upgrade", "head"], cwd=BACKEND_DIR, env=env, check=True, capture_output=True
     )
-    log = (tmp_path / "server.log").open("w")
-    process = subprocess.Popen([sys.executable, "-m", "app"], cwd=BACKEND_DIR, env=env, stdout=log, stderr=log)
-    base_url = f"http://127.0.0.1:{env['PORT']}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {(tmp_path / 'server.log').read_text()}")
-            time.sleep(0.1)
+    with running_app_server(env, tmp_path / "server.log", start_timeout=20) as base_url:
         yield base_url, storage
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 def test_embedded_default_uploads_serves_and_deletes_over_http(embedded_server: tuple[str, Path]) -> None:
@@ -102,7 +67,7 @@ def test_bad_configuration_stops_start_up_with_one_clear_line(variables: dict[st
     result = subprocess.run(
         [sys.executable, "-m", "app"],
         cwd=BACKEND_DIR,
-        env=service_env(**variables),
+        env=app_server_env(**variables),
         capture_output=True,
         text=True,
         timeout=30,

@@ -1,0 +1,61 @@
+"""Real servers for tests: free loopback ports and the app under uvicorn, as `make run` starts it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from app.config import Settings
+
+BACKEND_DIR = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def app_server_env(**overrides: str) -> dict[str, str]:
+    """This process's environment minus every setting a developer's shell might carry, plus `overrides`."""
+    setting_names = {name.upper() for name in Settings.model_fields}
+    env = {key: value for key, value in os.environ.items() if key.upper() not in setting_names}
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def running_app_server(env: dict[str, str], log_path: Path, *, start_timeout: float = 30) -> Iterator[str]:
+    """`python -m app` with `env` (which names HOST and PORT), ready on /health; yields its base URL."""
+    base_url = f"http://{env['HOST']}:{env['PORT']}"
+    with log_path.open("w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "app"], cwd=BACKEND_DIR, env=env, stdout=log, stderr=log)
+        try:
+            deadline = time.monotonic() + start_timeout
+            while True:
+                try:
+                    if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the app server did not start:\n{log_path.read_text()}")
+                time.sleep(0.1)
+            yield base_url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
