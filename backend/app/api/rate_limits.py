@@ -8,14 +8,13 @@ X-Forwarded-For only when the peer is a trusted proxy: ProxyHeadersMiddleware ru
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import error_body
+from app.api.errors import error_json
 from app.api.web_support import render
 from app.config import Settings
 from app.errors import RateLimitExceeded, Unauthorized
@@ -86,7 +85,7 @@ class RateLimitMiddleware:
         result = await limiter.hit(name, identity, limit_for(app_state.settings))
         if not result.allowed:
             if scope["path"].startswith("/api/"):
-                await _refuse(result, send)
+                await _refuse(result, scope, receive, send)
             else:
                 await _refuse_page(result, scope, receive, send)
             return
@@ -113,16 +112,10 @@ async def _refuse_page(result: RateLimitResult, scope: Scope, receive: Receive, 
     await response(scope, receive, send)
 
 
-async def _refuse(result: RateLimitResult, send: Send) -> None:
+async def _refuse(result: RateLimitResult, scope: Scope, receive: Receive, send: Send) -> None:
     error = RateLimitExceeded(
         f"Too many requests; try again in {result.retry_after_seconds} seconds.",
         details={"limit": result.limit, "retry_after_seconds": result.retry_after_seconds},
     )
-    body = json.dumps(error_body(error.code, error.message, error.details)).encode()
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *((key.lower().encode(), value.encode()) for key, value in result.headers().items()),
-    ]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    response = error_json(error.status_code, error.code, error.message, error.details, result.headers())
+    await response(scope, receive, send)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request
 from pydantic import ValidationError
 from starlette.responses import RedirectResponse, Response
 
-from app.api.deps import SessionDep, SettingsDep, StorageDep, ThumbnailsDep, UploadSlotDep
+from app.api.deps import CacheDep, SessionDep, SettingsDep, StorageDep, ThumbnailsDep, UploadSlotDep
 from app.api.upload_body import store_upload
 from app.api.web_pages import WebUserDep
 from app.api.web_support import check_csrf, render, safe_next, set_session_cookie
@@ -18,7 +18,6 @@ from app.models import User
 from app.schemas.image import ImageRead
 from app.schemas.user import UserCreate
 from app.services import auth_service, image_service
-from app.services.cache import MetadataCache
 from app.services.tokens import create_access_token
 
 router = APIRouter(include_in_schema=False)
@@ -121,6 +120,7 @@ async def delete(
     request: Request,
     session: SessionDep,
     storage: StorageDep,
+    cache: CacheDep,
     user: WebUserDep,
     csrf_token: OptionalFormText = None,
     delete_token: OptionalFormText = None,
@@ -141,7 +141,6 @@ async def delete(
             return render(request, "_error.html", {"message": message}, status_code=error.status_code)
         context = {"title": "Not deleted", "message": message, "back": f"/image/{image.id}", "back_label": "Back"}
         return render(request, "error.html", context, status_code=error.status_code)
-    cache: MetadataCache = request.app.state.cache
     await image_service.delete_image(session, storage, image, forget_cached=cache.invalidate)
     destination = "/my-images?deleted=1" if user is not None else "/?deleted=1"
     if from_htmx:
