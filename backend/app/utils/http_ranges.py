@@ -15,10 +15,6 @@ class ByteRange:
     start: int
     end: int  # inclusive
 
-    @property
-    def length(self) -> int:
-        return self.end - self.start + 1
-
     def content_range(self, size: int) -> str:
         return f"bytes {self.start}-{self.end}/{size}"
 
