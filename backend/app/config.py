@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     cache_key_prefix: str = "chitram:"
     cache_ttl_seconds: int = Field(default=3600, ge=1)
+    # Each process also keeps what it read from Redis this long, dropped at once when any process
+    # announces a change (ADR 0011); 0 = every read asks Redis.
+    cache_near_ttl_seconds: float = Field(default=5.0, ge=0, le=300)
     rate_limit_per_minute: int = Field(default=10, ge=1)
     auth_rate_limit_per_minute: int = Field(default=5, ge=1)
     # Peers whose X-Forwarded-For is believed (uvicorn's option of the same name): IPs, CIDRs or "*".

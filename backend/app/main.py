@@ -58,11 +58,16 @@ def create_app(settings: Settings) -> FastAPI:
         sessionmaker = create_sessionmaker(engine)
         storage = build_storage(settings)
         redis = RedisHandle(settings.redis_url)
-        cache = MetadataCache(redis, key_prefix=settings.cache_key_prefix, ttl_seconds=settings.cache_ttl_seconds)
+        cache = MetadataCache(
+            redis,
+            key_prefix=settings.cache_key_prefix,
+            ttl_seconds=settings.cache_ttl_seconds,
+            near_ttl_seconds=settings.cache_near_ttl_seconds,
+        )
         thumbnails = ThumbnailJobs(
             sessionmaker=sessionmaker, storage=storage, settings=settings, on_settled=cache.invalidate
         )
-        worker: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         try:
             await storage.startup()
             app.state.engine = engine
@@ -76,14 +81,15 @@ def create_app(settings: Settings) -> FastAPI:
             if settings.thumbnail_workers_enabled:
                 # A plain task, not a task group around the yield: the lifespan's start and end may
                 # run in different tasks (test runners do this), which a cancel scope forbids.
-                worker = asyncio.create_task(thumbnails.run(), name="thumbnail-jobs")
+                tasks.append(asyncio.create_task(thumbnails.run(), name="thumbnail-jobs"))
+            tasks.append(asyncio.create_task(cache.listen_for_invalidations(), name="cache-invalidations"))
             logger.info("chitram started: env=%s storage=%s redis=%s", settings.app_env, storage.name, redis.state())
             yield
         finally:
-            if worker is not None:
-                worker.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await worker
+                    await task
             await thumbnails.close()
             await redis.close()
             await storage.close()
@@ -97,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served by app.api.docs from vendored assets instead of a CDN
         redoc_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.jwt_secret = _jwt_secret(settings)
@@ -104,8 +111,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.templates = create_templates(settings)
     install_error_handlers(app, debug=settings.debug)
     install_web_error_handlers(app)
-    app.include_router(auth.router)
     app.include_router(images.router)
+    app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(health.router)
     app.include_router(docs.router)

@@ -1,9 +1,10 @@
-"""Cache-aside store of image metadata in Redis.
+"""Cache-aside store of image metadata in Redis, with a near copy in each process.
 
 The database stays the source of truth: a read asks the cache first and, on a miss, loads the row
-and calls `set`; every write to an image calls `invalidate`. Redis failing is never an error here:
-a read reports MISS (the caller loads from the database), writes are dropped, and the outage is
-logged once by the breaker in `redis_client`.
+and calls `set`; every write to an image calls `invalidate`, which also announces the change to
+every process's near copy (`near_cache`, ADR 0011). Redis failing is never an error here: a read
+reports MISS (the caller loads from the database), writes are dropped, and the outage is logged
+once by the breaker in `redis_client`.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
 from redis.asyncio import Redis
 
+from app.services.near_cache import InvalidationListener, NearCache
 from app.services.redis_client import RedisHandle, RedisUnavailable
 
 logger = logging.getLogger(__name__)
@@ -26,14 +29,41 @@ CacheStatus = Literal["HIT", "MISS", "DISABLED"]
 MAX_PENDING_INVALIDATIONS = 10_000
 
 
+def encode_metadata(value: dict[str, Any]) -> bytes:
+    """Metadata as compact UTF-8 JSON: what Redis stores and what the API sends, byte for byte."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Metadata:
+    """One image's public metadata, with its JSON encoding kept so a hit is never re-serialised."""
+
+    value: dict[str, Any]
+    body: bytes
+
+    @classmethod
+    def of(cls, value: dict[str, Any]) -> Metadata:
+        return cls(value, encode_metadata(value))
+
+
 class MetadataCache:
     """Image metadata as JSON under `<prefix>image:<id>`, with a TTL; fails open."""
 
-    def __init__(self, redis: RedisHandle, *, key_prefix: str = "chitram:", ttl_seconds: int = 3600) -> None:
+    def __init__(
+        self,
+        redis: RedisHandle,
+        *,
+        key_prefix: str = "chitram:",
+        ttl_seconds: int = 3600,
+        near_ttl_seconds: float = 0,
+    ) -> None:
         self.redis = redis
         self.key_prefix = key_prefix
         self.ttl_seconds = ttl_seconds
-        # Keys whose delete failed while Redis was down: without a retry, an image deleted during
+        self.channel = f"{key_prefix}invalidate"
+        # Used only while `listen_for_invalidations` runs and hears the channel.
+        self.near = NearCache(ttl_seconds=near_ttl_seconds)
+        # Ids whose invalidation failed while Redis was down: without a retry, an image deleted during
         # an outage could be served from a stale entry for a whole TTL once Redis is back.
         self._pending_invalidations: dict[str, None] = {}
 
@@ -41,10 +71,14 @@ class MetadataCache:
         """The Redis key of one image's metadata, e.g. `chitram:image:<uuid>`."""
         return f"{self.key_prefix}image:{image_id}"
 
-    async def get(self, image_id: UUID | str) -> tuple[dict[str, Any] | None, CacheStatus]:
+    async def get(self, image_id: UUID | str) -> tuple[Metadata | None, CacheStatus]:
         """The cached metadata and HIT, or None and MISS (absent, unreadable or Redis down) / DISABLED."""
         if not self.redis.enabled:
             return None, "DISABLED"
+        near = self.near.get(str(image_id))
+        if near is not None:
+            return near, "HIT"
+        generation = self.near.generation
         key = self.key(image_id)
 
         async def read(client: Redis) -> bytes | str | None:
@@ -57,8 +91,9 @@ class MetadataCache:
             return None, "MISS"
         if raw is None:
             return None, "MISS"
+        body = raw if isinstance(raw, bytes) else raw.encode()
         try:
-            value = json.loads(raw)
+            value = json.loads(body)
         except ValueError:
             value = None
         if not isinstance(value, dict):
@@ -66,14 +101,16 @@ class MetadataCache:
             logger.warning("cache: ignoring unreadable entry %s", key)
             await self.invalidate(image_id)
             return None, "MISS"
-        return value, "HIT"
+        metadata = Metadata(value, body)
+        self.near.put(str(image_id), metadata, generation)
+        return metadata, "HIT"
 
     async def set(self, image_id: UUID | str, value: dict[str, Any]) -> None:
         """Store JSON-compatible metadata (e.g. `model_dump(mode="json")`) with the configured TTL."""
         if not self.redis.enabled:
             return
         # Serialise before touching Redis: a value json cannot encode is a bug and should say so.
-        payload = json.dumps(value, separators=(",", ":"))
+        payload = encode_metadata(value)
         key = self.key(image_id)
 
         async def write(client: Redis) -> None:
@@ -84,22 +121,33 @@ class MetadataCache:
             await self.redis.execute(write)
 
     async def invalidate(self, image_id: UUID | str) -> None:
-        """Forget one image's metadata (after an update or delete)."""
+        """Forget one image's metadata (after an update or delete), here and in every process."""
         if not self.redis.enabled:
             return
-        key = self.key(image_id)
-
-        self._pending_invalidations[key] = None
+        self.near.forget(str(image_id))
+        self._pending_invalidations[str(image_id)] = None
         try:
             await self.redis.execute(self._flush_pending)
         except RedisUnavailable:
             while len(self._pending_invalidations) > MAX_PENDING_INVALIDATIONS:
                 del self._pending_invalidations[next(iter(self._pending_invalidations))]
 
+    async def listen_for_invalidations(self) -> None:
+        """Keep the near copy in step with every process's invalidations (a task for the app's lifetime)."""
+        if self.redis.client is None or not self.near.enabled:
+            return
+        await InvalidationListener(self.redis.client, self.channel, self.near).run()
+
     async def _flush_pending(self, client: Redis) -> None:
         if not self._pending_invalidations:
             return
-        keys = list(self._pending_invalidations)
-        await client.delete(*keys)
-        for key in keys:
-            self._pending_invalidations.pop(key, None)
+        image_ids = list(self._pending_invalidations)
+        # Deleted first, announced second: a process that hears the announcement and reads again
+        # must not find the old entry still in Redis.
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.delete(*(self.key(image_id) for image_id in image_ids))
+            for image_id in image_ids:
+                pipe.publish(self.channel, image_id)
+            await pipe.execute()
+        for image_id in image_ids:
+            self._pending_invalidations.pop(image_id, None)

@@ -44,7 +44,7 @@ async def find_original(
 ) -> StoredFile:
     """The original of `image_id`, described from the cache when warm (the hot path of direct links)."""
     metadata, _ = await image_service.get_image_metadata(sessionmaker, cache, image_id)
-    return _original_from_metadata(metadata)
+    return _original_from_metadata(metadata.value)
 
 
 def thumbnail_file(image: Image) -> StoredFile:

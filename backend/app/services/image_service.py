@@ -6,7 +6,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 import anyio.to_thread
 from sqlalchemy import select, tuple_
@@ -25,7 +25,7 @@ from app.errors import (
 from app.models import Image, ThumbnailStatus, User
 from app.schemas.image import ImageRead
 from app.schemas.upload import ReceivedUpload
-from app.services.cache import CacheStatus, MetadataCache
+from app.services.cache import CacheStatus, Metadata, MetadataCache
 from app.services.storage import StorageBackend
 from app.services.thumbnail_render import thumbnail_key
 from app.services.tokens import delete_token_matches, hash_delete_token, new_delete_token
@@ -138,7 +138,7 @@ async def get_image(session: AsyncSession, image_id: str) -> Image:
 
 async def get_image_metadata(
     sessionmaker: async_sessionmaker[AsyncSession], cache: MetadataCache, image_id: str
-) -> tuple[dict[str, Any], CacheStatus]:
+) -> tuple[Metadata, CacheStatus]:
     """Public metadata, from the cache when it has it (cache-aside), and whether it did.
 
     A hit touches no database at all: the session is opened only on a miss (a read; nothing commits).
@@ -148,11 +148,11 @@ async def get_image_metadata(
     if cached is not None:
         return cached, status
     async with sessionmaker() as session:
-        metadata = ImageRead.model_validate(await get_image(session, image_id)).model_dump(mode="json")
+        value = ImageRead.model_validate(await get_image(session, image_id)).model_dump(mode="json")
     # A pending thumbnail changes state in moments: caching it would race the job's invalidation.
-    if status == "MISS" and metadata["thumbnail_status"] != ThumbnailStatus.PENDING:
-        await cache.set(parsed, metadata)
-    return metadata, status
+    if status == "MISS" and value["thumbnail_status"] != ThumbnailStatus.PENDING:
+        await cache.set(parsed, value)
+    return Metadata.of(value), status
 
 
 def authorize_delete(image: Image, user: User | None, delete_token: str | None) -> None:

@@ -136,7 +136,14 @@ async def test_delete_through_another_process_invalidates_for_every_process(
     async with running_app(without_workers(settings), empty_tables_on_exit=False) as (_other, other_client):
         deleted = await other_client.delete(metadata_url(created["id"]), headers=token_of(created))
         assert deleted.status_code == 204
-    assert (await client.get(metadata_url(created["id"]))).status_code == 404
+
+    # The first process drops its near copy when the announcement arrives, moments later (ADR 0011).
+    async def gone_here_too() -> bool:
+        return (await client.get(metadata_url(created["id"]))).status_code == 404
+
+    await wait_until(gone_here_too, what="the deleted image to be 404 in the first process", within=2.0)
+    response = await client.get(metadata_url(created["id"]))
+    assert (response.status_code, response.json()["detail"]["code"]) == (404, "IMAGE_NOT_FOUND")
 
 
 async def test_thumbnail_becoming_ready_invalidates_a_stale_entry_from_another_process(

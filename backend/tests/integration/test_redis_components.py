@@ -18,7 +18,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.errors import ServiceUnavailable
-from app.services.cache import MetadataCache
+from app.services.cache import Metadata, MetadataCache
 from app.services.concurrency import UploadSlots
 from app.services.rate_limit import RateLimiter
 from app.services.redis_client import RedisHandle
@@ -79,8 +79,8 @@ async def test_cache_miss_then_set_then_hit_returns_exactly_what_was_set(handle:
     assert await cache.get(image_id) == (None, "MISS")
     await cache.set(image_id, METADATA)
 
-    assert await cache.get(image_id) == (METADATA, "HIT")
-    assert await cache.get(str(image_id)) == (METADATA, "HIT")
+    assert await cache.get(image_id) == (Metadata.of(METADATA), "HIT")
+    assert await cache.get(str(image_id)) == (Metadata.of(METADATA), "HIT")
 
 
 async def test_cache_stores_plain_json_under_prefixed_key_with_ttl(handle: RedisHandle, raw_redis: Redis) -> None:
@@ -107,7 +107,7 @@ async def test_cache_invalidate_forgets_the_entry(handle: RedisHandle, raw_redis
     await cache.invalidate(dropped)
 
     assert await cache.get(dropped) == (None, "MISS")
-    assert await cache.get(kept) == (METADATA, "HIT")
+    assert await cache.get(kept) == (Metadata.of(METADATA), "HIT")
     assert await raw_redis.exists(cache.key(dropped)) == 0
 
 
@@ -141,7 +141,7 @@ async def test_cache_fails_open_when_redis_dies_and_is_used_again_when_it_return
     image_id = uuid.uuid4()
     try:
         await cache.set(image_id, METADATA)
-        assert await cache.get(image_id) == (METADATA, "HIT")
+        assert await cache.get(image_id) == (Metadata.of(METADATA), "HIT")
 
         await throwaway_redis.kill()
         caplog.clear()
@@ -162,7 +162,7 @@ async def test_cache_fails_open_when_redis_dies_and_is_used_again_when_it_return
         await throwaway_redis.start()
         await wait_for_breaker_cooldown()
         await cache.set(image_id, METADATA)
-        assert await cache.get(image_id) == (METADATA, "HIT")
+        assert await cache.get(image_id) == (Metadata.of(METADATA), "HIT")
         assert redis.state() == "connected"
         assert any("reachable again" in record.getMessage() for record in caplog.records)
     finally:

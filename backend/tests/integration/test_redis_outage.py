@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 
 from app.config import Settings
+from app.services.near_cache import DEAD_AFTER_SECONDS
 from tests.api.apps import run_thumbnail_job, running_app, without_workers
 from tests.api.waiting import wait_until
 from tests.factories import make_jpeg, token_of, upload, upload_ok
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
 
 # The app's breaker skips Redis for 1 s after a failure; give the recovery a generous deadline.
 RECOVERY_DEADLINE_SECONDS = 10.0
+# Each process's near copy of the cache is dropped once its invalidation channel is lost: at once
+# when the connection breaks, within DEAD_AFTER_SECONDS of silence when Redis hangs (ADR 0011).
+NEAR_COPY_DROPPED_WITHIN_SECONDS = DEAD_AFTER_SECONDS + 1.0
 
 
 @pytest.fixture
@@ -68,8 +72,15 @@ async def test_service_keeps_working_while_redis_is_down_and_uses_it_again_when_
     assert (await health(client))["rate_limiter"] == "redis"
 
     await throwaway_redis.kill()
+
+    async def served_from_the_database() -> bool:
+        return await cache_status(client, created["id"]) == "MISS"
+
+    await wait_until(
+        served_from_the_database, what="the near copy to be dropped", within=NEAR_COPY_DROPPED_WITHIN_SECONDS
+    )
     for _ in range(3):
-        assert await cache_status(client, created["id"]) == "MISS"  # served from the database
+        assert await cache_status(client, created["id"]) == "MISS"
     during = await upload(client, make_jpeg())
     assert during.status_code == 201, during.text  # the limiter fell back to memory
     assert int(during.headers["RateLimit-Remaining"]) >= 0
@@ -112,7 +123,11 @@ async def test_image_deleted_while_redis_hangs_is_not_served_from_the_cache_afte
     # A hung server keeps its data (unlike a killed one): the stale entry is still there afterwards.
     throwaway_redis.pause()
     try:
-        assert await cache_status(client, created["id"]) == "MISS"
+
+        async def redis_skipped() -> bool:
+            return await cache_status(client, created["id"]) == "MISS"
+
+        await wait_until(redis_skipped, what="the near copy to be dropped", within=NEAR_COPY_DROPPED_WITHIN_SECONDS)
         deleted = await client.delete(f"/api/v1/images/{created['id']}", headers=token_of(created))
         assert deleted.status_code == 204
         assert (await client.get(f"/api/v1/images/{created['id']}")).status_code == 404
