@@ -32,6 +32,7 @@ from app.services.tokens import delete_token_matches, hash_delete_token, new_del
 from app.utils.cursors import InvalidCursor, decode_cursor, encode_cursor
 from app.utils.filenames import extension_for, sanitize_filename
 from app.utils.image_validation import ImageInfo, inspect_image
+from app.utils.thumbnail_plan import DecodedFrame
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ HASH_CHUNK_BYTES = 1024 * 1024
 
 
 class ThumbnailQueue(Protocol):
-    def enqueue(self, image_id: uuid.UUID) -> None: ...
+    def enqueue(self, image_id: uuid.UUID, decoded: DecodedFrame | None = None) -> None: ...
 
 
 def original_key(image_id: uuid.UUID | str, content_type: str) -> str:
@@ -62,6 +63,8 @@ def _analyse(upload: ReceivedUpload, settings: Settings) -> tuple[ImageInfo, str
         allowed_content_types=settings.allowed_content_types,
         max_pixels=settings.max_image_pixels,
         declared_content_type=upload.declared_content_type,
+        # A JPEG is decoded at the thumbnail's scale and handed to the job: one decode, not two.
+        thumbnail_side=settings.thumbnail_size,
     )
     return info, _sha256(upload.file)
 
@@ -111,8 +114,10 @@ async def create_image(
     session.add(image)
     await session.flush()
 
+    decoded = info.decoded
+
     async def request_thumbnail() -> None:
-        thumbnails.enqueue(image_id)
+        thumbnails.enqueue(image_id, decoded)
 
     # Only after the commit: a job must never look for a row that is not there yet.
     after_commit(session, request_thumbnail)

@@ -14,8 +14,10 @@ import io
 import logging
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 import anyio
 import anyio.to_thread
@@ -28,11 +30,21 @@ from app.database import background_session
 from app.models import Image, ThumbnailStatus
 from app.models.base import utc_now
 from app.services.storage import StorageBackend
-from app.services.thumbnail_render import RenderedThumbnail, ThumbnailError, render_thumbnail, thumbnail_key
+from app.services.thumbnail_render import (
+    RenderedThumbnail,
+    ThumbnailError,
+    render_decoded,
+    render_thumbnail,
+    thumbnail_key,
+)
+from app.utils.thumbnail_plan import DecodedFrame
 
 logger = logging.getLogger(__name__)
 
 QUEUE_CAPACITY = 1000  # a full queue drops ids; the sweeper finds them in the database
+# Frames decoded by upload validation, waiting for their job (a few hundred KB each). Past this many
+# the oldest are dropped and their jobs decode the stored original instead, as after a restart.
+MAX_DECODED_FRAMES = 16
 SWEEP_BATCH = 100
 MAX_RETRY_DELAY_SECONDS = 300.0
 
@@ -58,13 +70,22 @@ class ThumbnailJobs:
         self._send: MemoryObjectSendStream[uuid.UUID]
         self._receive: MemoryObjectReceiveStream[uuid.UUID]
         self._send, self._receive = anyio.create_memory_object_stream[uuid.UUID](QUEUE_CAPACITY)
+        self._decoded: OrderedDict[uuid.UUID, DecodedFrame] = OrderedDict()
         # Render slots are held by the render threads themselves (see RenderTicket), so a thread that
         # outlives its time limit keeps its slot until it really ends: runaway renders stay bounded.
         self._render_slots = threading.BoundedSemaphore(settings.thumbnail_concurrency)
         self._lease = timedelta(seconds=settings.thumbnail_timeout_seconds * 2 + 30)
 
-    def enqueue(self, image_id: uuid.UUID) -> None:
-        """Ask for this image's thumbnail soon; never blocks, never fails the caller."""
+    def enqueue(self, image_id: uuid.UUID, decoded: DecodedFrame | None = None) -> None:
+        """Ask for this image's thumbnail soon; never blocks, never fails the caller.
+
+        `decoded` is the frame upload validation decoded: the job renders from it instead of reading
+        and decoding the stored original. It is only a shortcut; the row remains the job's record.
+        """
+        if decoded is not None:
+            self._decoded[image_id] = decoded
+            while len(self._decoded) > MAX_DECODED_FRAMES:
+                self._decoded.popitem(last=False)
         try:
             self._send.send_nowait(image_id)
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -111,6 +132,7 @@ class ThumbnailJobs:
 
     async def process(self, image_id: uuid.UUID) -> None:
         """Claim, render, store and record one image's thumbnail (idempotent)."""
+        decoded = self._decoded.pop(image_id, None)
         claim = await self._claim(image_id)
         if claim is None:
             return  # done, failed, deleted, or another process holds the lease
@@ -121,9 +143,13 @@ class ThumbnailJobs:
             return
         ticket = RenderTicket(self._render_slots)
         try:
-            source = await self._read_original(storage_key)
+            if decoded is not None:
+                render = partial(render_decoded, decoded)
+            else:
+                source = await self._read_original(storage_key)
+                render = partial(render_thumbnail, source, max_side=self._settings.thumbnail_size)
             with anyio.fail_after(self._settings.thumbnail_timeout_seconds):
-                rendered = await anyio.to_thread.run_sync(ticket.run, self._render, source, abandon_on_cancel=True)
+                rendered = await anyio.to_thread.run_sync(ticket.run, render, abandon_on_cancel=True)
             key = thumbnail_key(str(image_id), rendered.content_type)
             await self._storage.save(key, io.BytesIO(rendered.data), len(rendered.data), rendered.content_type)
         except ThumbnailError as error:
@@ -139,9 +165,6 @@ class ThumbnailJobs:
             return
         if self._on_settled is not None:
             await self._on_settled(image_id)
-
-    def _render(self, source: io.BytesIO) -> RenderedThumbnail:
-        return render_thumbnail(source, max_side=self._settings.thumbnail_size)
 
     async def _claim(self, image_id: uuid.UUID) -> tuple[str, int] | None:
         now = utc_now()
@@ -233,13 +256,13 @@ class RenderTicket:
         self._lock = threading.Lock()
         self._state = "waiting"  # -> "running" -> "done", or -> "abandoned"
 
-    def run(self, render: Callable[[io.BytesIO], RenderedThumbnail], source: io.BytesIO) -> RenderedThumbnail:
+    def run(self, render: Callable[[], RenderedThumbnail]) -> RenderedThumbnail:
         with self._lock:
             if self._state == "abandoned":
                 raise TimeoutError("the render was given up before it started")
             self._state = "running"
         try:
-            return render(source)
+            return render()
         finally:
             with self._lock:
                 self._state = "done"

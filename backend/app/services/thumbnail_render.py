@@ -8,15 +8,15 @@ caller does not retry it. Anything else that escapes is treated as transient by 
 from __future__ import annotations
 
 import io
-import math
 import struct
 import zlib
 from dataclasses import dataclass, field
 from typing import BinaryIO, Final
 
-from PIL import ExifTags, Image, JpegImagePlugin
+from PIL import Image, JpegImagePlugin
 
 from app.utils.image_validation import JPEG, PNG
+from app.utils.thumbnail_plan import ORIENTATION_TRANSPOSE, DecodedFrame, ThumbnailPlan, plan_thumbnail
 
 # Everything Pillow raises for a file it cannot decode (see the corpus README: not only OSError).
 # MemoryError is deliberately absent: it says nothing about the file and may pass on a retry.
@@ -30,18 +30,6 @@ _DECODE_ERRORS: Final = (
     zlib.error,
     Image.DecompressionBombError,
 )
-# The same table as ImageOps.exif_transpose; applied to the small result instead of the decoded source.
-_ORIENTATION_TRANSPOSE: Final[dict[int, Image.Transpose]] = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-# Orientations that turn the stored picture a quarter turn, so stored width is displayed height.
-_QUARTER_TURNS: Final = frozenset({5, 6, 7, 8})
 _SIXTEEN_BIT_MODES: Final = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 # Maps a 16-bit sample to 8 bits the way the PNG spec scales them (65535 -> 255, rounded), as a
 # lookup table because Image.point only takes linear functions for mode I.
@@ -85,74 +73,43 @@ def render_thumbnail(source: BinaryIO, *, max_side: int = 300) -> RenderedThumbn
     data = source.read()
     try:
         with Image.open(io.BytesIO(data), formats=("JPEG", "PNG")) as image:
-            thumbnail, orientation = _decode_fitted(image, max_side)
+            if not isinstance(image, JpegImagePlugin.JpegImageFile):
+                # PNG may keep its orientation in text chunks after the pixel data, seen only once loaded.
+                image.load()
+            plan = plan_thumbnail(image, max_side)
+            image.load()
+            fitted = _fit(image, plan)
     except _DECODE_ERRORS as exc:
         raise ThumbnailError(f"cannot decode the image ({type(exc).__name__}: {exc})"[:200]) from exc
+    return _orient_and_encode(fitted, plan.orientation)
 
-    method = _ORIENTATION_TRANSPOSE.get(orientation)
+
+def render_decoded(frame: DecodedFrame) -> RenderedThumbnail:
+    """The same thumbnail as `render_thumbnail`, from the frame upload validation already decoded."""
+    try:
+        fitted = _fit(frame.image, frame.plan)
+    except _DECODE_ERRORS as exc:
+        raise ThumbnailError(f"cannot convert the image ({type(exc).__name__}: {exc})"[:200]) from exc
+    return _orient_and_encode(fitted, frame.plan.orientation)
+
+
+def _fit(image: Image.Image, plan: ThumbnailPlan) -> Image.Image:
+    """The loaded frame in a displayable mode, resized to the plan's target (still as stored)."""
+    working = _displayable(image)
+    if working.size != plan.target:
+        working = working.resize(plan.target, Image.Resampling.LANCZOS, box=plan.box, reducing_gap=_REDUCING_GAP)
+    elif working is image:
+        # Detach from the file object, which is closed on return.
+        working = image.copy()
+    return working
+
+
+def _orient_and_encode(thumbnail: Image.Image, orientation: int) -> RenderedThumbnail:
+    method = ORIENTATION_TRANSPOSE.get(orientation)
     if method is not None:
         # Turning the thumbnail rather than the decoded source moves a few thousand pixels, not millions.
         thumbnail = thumbnail.transpose(method)
     return _encode(thumbnail)
-
-
-def _decode_fitted(image: Image.Image, max_side: int) -> tuple[Image.Image, int]:
-    """Decode frame 0 at the smallest sufficient scale; return it resized (still as stored) and its orientation."""
-    # MPO is a JpegImageFile too: its frame 0 is an ordinary JPEG, and only frame 0 is ever decoded here.
-    is_jpeg = isinstance(image, JpegImagePlugin.JpegImageFile)
-    if not is_jpeg:
-        # PNG may keep its orientation in text chunks after the pixel data, seen only once loaded.
-        image.load()
-    orientation = _read_orientation(image)
-
-    oriented_size = image.size[::-1] if orientation in _QUARTER_TURNS else image.size
-    oriented_target = _fitted_size(*oriented_size, max_side=max_side)
-    target = oriented_target[::-1] if orientation in _QUARTER_TURNS else oriented_target
-
-    box: tuple[float, float, float, float] | None = None
-    if is_jpeg and target != image.size:
-        # libjpeg then decodes at 1/2, 1/4 or 1/8 scale, never below the target in either dimension.
-        # The target is in stored orientation, so a quarter-turned photo is not decoded too small.
-        drafted = image.draft(image.mode, target)
-        if drafted is not None:
-            # Where the original pixels lie in the reduced image (its last row/column may be partial).
-            box = drafted[1]
-    image.load()
-
-    working = _displayable(image)
-    if working.size != target:
-        working = working.resize(target, Image.Resampling.LANCZOS, box=box, reducing_gap=_REDUCING_GAP)
-    elif working is image:
-        # Detach from the file object, which is closed on return.
-        working = image.copy()
-    return working, orientation
-
-
-def _read_orientation(image: Image.Image) -> int:
-    """Return the EXIF orientation as Pillow reports it (EXIF, PNG text or XMP); 1 when absent or unreadable."""
-    try:
-        orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
-    except Exception:
-        # Broken metadata must not cost a thumbnail of a picture that decodes: browsers show such files
-        # as stored, and so do we.
-        return 1
-    return orientation if isinstance(orientation, int) and orientation in _ORIENTATION_TRANSPOSE else 1
-
-
-def _fitted_size(width: int, height: int, *, max_side: int) -> tuple[int, int]:
-    """Fit (width, height) into a max_side square keeping the aspect ratio; never upscale."""
-    if width <= max_side and height <= max_side:
-        return width, height
-    # The long side is exact; of the two whole numbers around the scaled short side, keep the one whose
-    # aspect ratio is closest to the source's (the rule Image.thumbnail uses, so sizes match Pillow's).
-    aspect = width / height
-    if width > height:
-        exact = max_side / aspect
-        candidates = [(max_side, max(1, short)) for short in (math.floor(exact), math.ceil(exact))]
-    else:
-        exact = max_side * aspect
-        candidates = [(max(1, short), max_side) for short in (math.floor(exact), math.ceil(exact))]
-    return min(candidates, key=lambda size: abs(aspect - size[0] / size[1]))
 
 
 def _displayable(image: Image.Image) -> Image.Image:

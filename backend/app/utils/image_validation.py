@@ -15,12 +15,13 @@ import io
 import struct
 import warnings
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Final
 
 from PIL import Image
 
 from app.errors import ImageDimensionsExceeded, InvalidFileFormat, InvalidImage, InvalidRequest
+from app.utils.thumbnail_plan import DecodedFrame, plan_thumbnail
 
 JPEG: Final = "image/jpeg"
 PNG: Final = "image/png"
@@ -67,6 +68,8 @@ class ImageInfo:
     width: int
     height: int
     frames: int
+    # A single-frame JPEG decoded at the thumbnail's scale, when asked for: the thumbnail job starts here.
+    decoded: DecodedFrame | None = field(default=None, repr=False, compare=False)
 
 
 def sniff_content_type(head: bytes) -> str | None:
@@ -100,8 +103,13 @@ def inspect_image(
     allowed_content_types: Collection[str],
     max_pixels: int,
     declared_content_type: str | None,
+    thumbnail_side: int | None = None,
 ) -> ImageInfo:
-    """Validate an upload (signature, declared type, header pixel count, full decode) and describe it."""
+    """Validate an upload (signature, declared type, header pixel count, full decode) and describe it.
+
+    With `thumbnail_side`, a single-frame JPEG is decoded at the scale a thumbnail of that size
+    needs (instead of 1/8) and kept in the result, so it is decoded only once.
+    """
     try:
         file.seek(0)
         head = file.read(_SNIFF_BYTES)
@@ -120,8 +128,8 @@ def inspect_image(
         if header_size is not None:
             _check_pixel_count(*header_size, max_pixels=max_pixels)
 
-        width, height, frames = _decode_every_frame(file, detected, header_size, max_pixels)
-        return ImageInfo(content_type=detected, width=width, height=height, frames=frames)
+        width, height, frames, decoded = _decode_every_frame(file, detected, header_size, max_pixels, thumbnail_side)
+        return ImageInfo(content_type=detected, width=width, height=height, frames=frames, decoded=decoded)
     finally:
         file.seek(0)
 
@@ -160,9 +168,14 @@ def _check_pixel_count(width: int, height: int, *, max_pixels: int) -> None:
 
 
 def _decode_every_frame(
-    file: BinaryIO, content_type: str, header_size: tuple[int, int] | None, max_pixels: int
-) -> tuple[int, int, int]:
-    """Open and load every frame; return (width, height, frames) or raise InvalidImage."""
+    file: BinaryIO,
+    content_type: str,
+    header_size: tuple[int, int] | None,
+    max_pixels: int,
+    thumbnail_side: int | None,
+) -> tuple[int, int, int, DecodedFrame | None]:
+    """Open and load every frame; return (width, height, frames, kept frame) or raise InvalidImage."""
+    decoded = None
     file.seek(0)
     with warnings.catch_warnings():
         # Pillow warns about bombs and odd-but-readable files; the checks here are the verdict, and a
@@ -179,7 +192,11 @@ def _decode_every_frame(
                     header_size = image.size
                     _check_pixel_count(*header_size, max_pixels=max_pixels)
                 frames: int = getattr(image, "n_frames", 1)
-                if image.format == "JPEG" and frames == 1:
+                if image.format == "JPEG" and frames == 1 and thumbnail_side is not None:
+                    plan = plan_thumbnail(image, thumbnail_side)
+                    image.load()
+                    decoded = DecodedFrame(image.copy(), plan)
+                elif image.format == "JPEG" and frames == 1:
                     width, height = image.size
                     image.draft(image.mode, (max(1, width // _JPEG_DRAFT_SCALE), max(1, height // _JPEG_DRAFT_SCALE)))
                     image.load()
@@ -212,7 +229,7 @@ def _decode_every_frame(
             # paths, so the client gets a generic message and the cause stays in the chain for logs.
             raise InvalidImage("The file could not be decoded as an image.") from exc
     width, height = header_size
-    return width, height, frames
+    return width, height, frames, decoded
 
 
 def _png_dimensions(file: BinaryIO) -> tuple[int, int] | None:

@@ -19,6 +19,7 @@ from app.models import Image as ImageRow
 from app.models.base import utc_now
 from app.services.storage import StorageBackend
 from app.services.thumbnail_jobs import ThumbnailJobs
+from app.services.thumbnail_render import render_thumbnail
 from tests.api.apps import running_app, without_workers
 from tests.api.helpers import bucket_keys
 from tests.api.waiting import image_row, wait_for_row, wait_for_thumbnail, wait_until
@@ -170,6 +171,23 @@ async def test_delete_removes_the_thumbnail_too(client: httpx.AsyncClient, setti
     assert (await client.delete(f"/api/v1/images/{created['id']}", headers=token_of(created))).status_code == 204
     assert bucket_keys(settings) == set()
     assert (await client.get(thumbnail_url(created["id"]))).status_code == 404
+
+
+async def test_job_starts_from_the_frame_the_upload_decoded(settings: Settings) -> None:
+    """One decode per JPEG upload: the job renders from validation's frame, not from the stored original.
+
+    The original is removed from storage behind the service's back only to show that the job never
+    reads it; the thumbnail is still exactly the one the stored bytes would give.
+    """
+    data = make_jpeg(1600, 1200)
+    async with running_app(without_workers(settings)) as (app, client):
+        created = await upload_ok(client, data)
+        storage: StorageBackend = app.state.storage
+        await storage.delete(f"{created['id']}.jpg")
+        await app.state.thumbnails.process(uuid.UUID(created["id"]))
+        response = await client.get(thumbnail_url(created["id"]))
+        assert response.status_code == 200
+        assert response.content == render_thumbnail(io.BytesIO(data), max_side=settings.thumbnail_size).data
 
 
 async def test_thumbnail_whose_job_was_lost_is_made_by_another_process_without_a_request(

@@ -8,8 +8,14 @@ from typing import Any
 import pytest
 from PIL import ExifTags, Image, ImageChops, ImageStat, PngImagePlugin
 
-from app.services.thumbnail_render import RenderedThumbnail, ThumbnailError, render_thumbnail, thumbnail_key
-from app.utils.image_validation import sniff_content_type
+from app.services.thumbnail_render import (
+    RenderedThumbnail,
+    ThumbnailError,
+    render_decoded,
+    render_thumbnail,
+    thumbnail_key,
+)
+from app.utils.image_validation import inspect_image, sniff_content_type
 from tests.conftest import corpus_bytes, load_corpus
 
 CORPUS = load_corpus()
@@ -316,3 +322,43 @@ def test_thumbnail_key_follows_the_output_format() -> None:
     assert thumbnail_key("abc123", "image/png") == "thumbnails/abc123.png"
     with pytest.raises(ValueError, match="image/webp"):
         thumbnail_key("abc123", "image/webp")
+
+
+# --- one decode: the frame upload validation keeps -----------------------------------------------
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=[case["file"] for case in ACCEPTED])
+def test_thumbnail_from_validations_frame_is_the_same_file(case: dict[str, Any]) -> None:
+    """A single-frame JPEG is decoded once, by validation; the job's thumbnail must not change for it."""
+    data = corpus_bytes(case["file"])
+    info = inspect_image(
+        io.BytesIO(data),
+        allowed_content_types=PILLOW_FORMATS,
+        max_pixels=100_000_000,
+        declared_content_type=None,
+        thumbnail_side=300,
+    )
+    from_stored_bytes = render_thumbnail(io.BytesIO(data), max_side=300)
+    if info.decoded is None:
+        # PNG and multi-frame files (MPO) keep the stored-original path.
+        assert case["format"] != "JPEG" or case["frames"] > 1
+        return
+    assert render_decoded(info.decoded) == from_stored_bytes
+
+
+def test_validation_without_thumbnail_side_keeps_no_frame() -> None:
+    data = encode(Image.new("RGB", (1200, 900), "teal"), "JPEG")
+    info = inspect_image(
+        io.BytesIO(data), allowed_content_types=PILLOW_FORMATS, max_pixels=10_000_000, declared_content_type=None
+    )
+    assert info.decoded is None
+    kept = inspect_image(
+        io.BytesIO(data),
+        allowed_content_types=PILLOW_FORMATS,
+        max_pixels=10_000_000,
+        declared_content_type=None,
+        thumbnail_side=300,
+    )
+    assert kept.decoded is not None
+    # Decoded at the smallest scale that still covers 300x225 (1/2 of 1200x900 would be 600x450, 1/4 is 300x225).
+    assert kept.decoded.image.size == (300, 225)
