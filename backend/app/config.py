@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     file_delivery: Literal["stream", "accel-redirect", "presigned-redirect"] = "stream"
     accel_redirect_prefix: str = "/_chitram_files/"
     presigned_url_expire_seconds: int = Field(default=300, ge=10, le=7 * 24 * 3600)
+    # Per process: recently served files up to 1 MiB are kept in memory (streamed otherwise); 0 = off.
+    file_cache_mb: int = Field(default=32, ge=0, le=4096)
 
     max_file_size_mb: float = Field(default=5, gt=0, le=1024)
     allowed_content_types: Annotated[tuple[str, ...], NoDecode] = ("image/jpeg", "image/png")

@@ -22,9 +22,10 @@ from app.config import Settings, get_settings
 from app.database import create_engine, create_sessionmaker
 from app.services.cache import MetadataCache
 from app.services.concurrency import UploadSlots
+from app.services.hot_files import HotFiles
 from app.services.rate_limit import RateLimiter
 from app.services.redis_client import RedisHandle
-from app.services.storage import build_storage
+from app.services.storage import WHOLE_READ_LIMIT, build_storage
 from app.services.thumbnail_jobs import ThumbnailJobs
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.storage = storage
             app.state.redis = redis
             app.state.cache = cache
+            app.state.hot_files = HotFiles(
+                max_bytes=settings.file_cache_mb * 1024 * 1024, max_object_bytes=WHOLE_READ_LIMIT
+            )
             app.state.rate_limiter = RateLimiter(redis, key_prefix=f"{settings.cache_key_prefix}ratelimit")
             app.state.upload_slots = UploadSlots(settings.upload_concurrency_limit, settings.upload_concurrency_timeout)
             app.state.thumbnails = thumbnails

@@ -13,6 +13,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from app.config import Settings
 from app.errors import ImageNotFound
 from app.services.delivery import StoredFile
+from app.services.hot_files import HotFiles
 from app.services.storage import StorageBackend, StoredObjectMissing
 from app.utils.filenames import content_disposition
 from app.utils.http_ranges import etag_matches, parse_range
@@ -83,12 +84,14 @@ async def stored_file_response(request: Request, storage: StorageBackend, stored
 
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
+    whole = await _whole_file(request.app.state.hot_files, storage, stored)
+    if whole is not None:
+        body = whole if (start, end) == (0, size - 1) else whole[start : end + 1]
+        return Response(body, status_code=status, headers=headers, media_type=stored.content_type)
     try:
         chunks = await storage.open_range(stored.key, start, end)
     except StoredObjectMissing:
-        # A row (or cached metadata) whose object is gone: deleted just now, or lost. Not a 500.
-        logger.warning("stored object %s is missing", stored.key)
-        raise ImageNotFound() from None
+        raise _missing(stored) from None
     first = await anext(chunks, b"")
     if len(first) >= end - start + 1:
         # Backends read the first MiB when opening: most images are whole already, and one body
@@ -96,6 +99,27 @@ async def stored_file_response(request: Request, storage: StorageBackend, stored
         await chunks.aclose()
         return Response(first, status_code=status, headers=headers, media_type=stored.content_type)
     return StreamingResponse(_chain(first, chunks), status_code=status, headers=headers, media_type=stored.content_type)
+
+
+async def _whole_file(hot_files: HotFiles, storage: StorageBackend, stored: StoredFile) -> bytes | None:
+    """A small file from memory, or read whole and kept there; None for a file to stream."""
+    data = hot_files.get(stored.key, stored.checksum)
+    if data is not None or not hot_files.holds(stored.size):
+        return data
+    try:
+        data = await storage.read_all(stored.key)
+    except StoredObjectMissing:
+        raise _missing(stored) from None
+    if len(data) != stored.size:
+        return None  # not what the row describes: streamed as it is, never kept
+    hot_files.put(stored.key, stored.checksum, data)
+    return data
+
+
+def _missing(stored: StoredFile) -> ImageNotFound:
+    # A row (or cached metadata) whose object is gone: deleted just now, or lost. Not a 500.
+    logger.warning("stored object %s is missing", stored.key)
+    return ImageNotFound()
 
 
 async def _chain(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import random
 import urllib.parse
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from PIL import Image
 
-from tests.factories import make_jpeg, upload_ok
+from app.config import Settings
+from app.services.storage import StorageBackend
+from tests.api.apps import running_app
+from tests.factories import make_jpeg, token_of, upload_ok
 
 
 @pytest.fixture
@@ -129,3 +136,65 @@ async def test_download_of_unknown_image_is_404(client: httpx.AsyncClient) -> No
     response = await client.get("/api/v1/images/3f1c6a4e-0000-4000-8000-000000000000/file")
     assert response.status_code == 404
     assert response.json()["detail"]["code"] == "IMAGE_NOT_FOUND"
+
+
+# --- hot copies: small files are kept in memory after the first download (ADR 0011) --------------
+
+
+def noise_jpeg(width: int, height: int) -> bytes:
+    """A JPEG that does not compress: 1600x1200 of noise is well over the 1 MiB a hot copy may hold."""
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (width, height), random.Random(7).randbytes(width * height * 3)).save(
+        buffer, "JPEG", quality=95
+    )
+    return buffer.getvalue()
+
+
+async def remove_object_behind_the_services_back(app: FastAPI, created: dict[str, str]) -> None:
+    storage: StorageBackend = app.state.storage
+    await storage.delete(f"{created['id']}.jpg")
+
+
+async def test_a_downloaded_small_file_is_served_from_memory_afterwards(
+    app: FastAPI, client: httpx.AsyncClient, stored: tuple[dict[str, str], bytes]
+) -> None:
+    created, body = stored
+    assert (await client.get(created["url"])).content == body
+    # Only to show that the copy is used: the next answers come without asking storage.
+    await remove_object_behind_the_services_back(app, created)
+    again = await client.get(created["url"])
+    assert (again.status_code, again.content) == (200, body)
+    ranged = await client.get(created["url"], headers={"Range": "bytes=10-19"})
+    assert (ranged.status_code, ranged.content) == (206, body[10:20])
+    assert ranged.headers["content-range"] == f"bytes 10-19/{len(body)}"
+
+
+async def test_a_deleted_image_is_404_even_when_its_file_was_hot(
+    client: httpx.AsyncClient, stored: tuple[dict[str, str], bytes]
+) -> None:
+    created, body = stored
+    for _ in range(2):
+        assert (await client.get(created["url"])).content == body
+    assert (await client.delete(f"/api/v1/images/{created['id']}", headers=token_of(created))).status_code == 204
+    response = await client.get(created["url"])
+    assert (response.status_code, response.json()["detail"]["code"]) == (404, "IMAGE_NOT_FOUND")
+
+
+async def test_a_file_over_one_mib_is_streamed_every_time_never_held(app: FastAPI, client: httpx.AsyncClient) -> None:
+    body = noise_jpeg(1600, 1200)
+    assert len(body) > 1024 * 1024
+    created = await upload_ok(client, body)
+    assert (await client.get(created["url"])).content == body
+    await remove_object_behind_the_services_back(app, created)
+    assert (await client.get(created["url"])).status_code == 404
+
+
+async def test_without_a_file_cache_small_files_stream_with_ranges(settings: Settings) -> None:
+    async with running_app(settings.model_copy(update={"file_cache_mb": 0})) as (app, client):
+        body = make_jpeg(800, 600)
+        created = await upload_ok(client, body)
+        assert (await client.get(created["url"])).content == body
+        ranged = await client.get(created["url"], headers={"Range": "bytes=-50"})
+        assert (ranged.status_code, ranged.content) == (206, body[-50:])
+        await remove_object_behind_the_services_back(app, created)
+        assert (await client.get(created["url"])).status_code == 404

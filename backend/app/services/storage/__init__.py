@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from app.config import Settings
-from app.services.storage.base import StorageBackend, StoredObjectMissing
+from app.services.storage.base import WHOLE_READ_LIMIT, StorageBackend, StoredObjectMissing
 from app.services.storage.local import LocalStorage
 from app.services.storage.s3 import S3Storage
 
-__all__ = ["LocalStorage", "S3Storage", "StorageBackend", "StoredObjectMissing", "build_storage"]
+__all__ = ["WHOLE_READ_LIMIT", "LocalStorage", "S3Storage", "StorageBackend", "StoredObjectMissing", "build_storage"]
 
 
 def build_storage(settings: Settings) -> StorageBackend:
