@@ -15,6 +15,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.api import auth, docs, health, images, users, web_forms, web_pages
 from app.api.errors import install_error_handlers
+from app.api.near_cache_hits import NearCacheHitMiddleware
 from app.api.rate_limits import RateLimitMiddleware
 from app.api.web_errors import install_web_error_handlers
 from app.api.web_support import STATIC_DIR, VersionedStaticFiles, create_templates
@@ -124,6 +125,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(web_forms.router)
     app.mount("/static", VersionedStaticFiles(directory=STATIC_DIR), name="static")
     # Added last = runs first: the client address is resolved before anything is counted by it.
+    app.add_middleware(NearCacheHitMiddleware)
     app.add_middleware(RateLimitMiddleware)
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app

@@ -205,3 +205,25 @@ async def test_health_reports_redis_components_when_redis_is_up(client: httpx.As
         "in_use": 0,
         "waiting": 0,
     }
+
+
+async def test_near_copy_hit_is_the_same_response_the_route_sends(api: tuple[FastAPI, httpx.AsyncClient]) -> None:
+    """Hits on the process's near copy are answered before routing (ADR 0011): byte for byte the same."""
+    app, client = api
+    created = await upload_with_thumbnail(app, client)
+    assert (await client.get(metadata_url(created["id"]))).headers["X-Cache"] == "MISS"
+    routed = await client.get(metadata_url(created["id"]))  # read from Redis by the route, then kept near
+    assert app.state.cache.near.get(created["id"]) is not None
+    early = await client.get(metadata_url(created["id"]))  # answered from the near copy
+
+    def comparable(response: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
+        return response.status_code, sorted(response.headers.multi_items()), response.content
+
+    assert comparable(early) == comparable(routed)
+    assert routed.headers["X-Cache"] == "HIT"
+    assert early.json()["id"] == created["id"]
+
+    # Other spellings of the id and other methods are routed as usual.
+    upper = await client.get(metadata_url(created["id"].upper()))
+    assert (upper.status_code, upper.json()) == (200, early.json())
+    assert (await client.head(metadata_url(created["id"]))).status_code == 405
