@@ -91,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
             logger.info("chitram started: env=%s storage=%s redis=%s", settings.app_env, storage.name, redis.state())
             yield
         finally:
+            cache.stop_listening()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -63,6 +63,7 @@ class MetadataCache:
         self.channel = f"{key_prefix}invalidate"
         # Used only while `listen_for_invalidations` runs and hears the channel.
         self.near = NearCache(ttl_seconds=near_ttl_seconds)
+        self._listener: InvalidationListener | None = None
         # Ids whose invalidation failed while Redis was down: without a retry, an image deleted during
         # an outage could be served from a stale entry for a whole TTL once Redis is back.
         self._pending_invalidations: dict[str, None] = {}
@@ -136,7 +137,13 @@ class MetadataCache:
         """Keep the near copy in step with every process's invalidations (a task for the app's lifetime)."""
         if self.redis.client is None or not self.near.enabled:
             return
-        await InvalidationListener(self.redis.client, self.channel, self.near).run()
+        self._listener = InvalidationListener(self.redis.client, self.channel, self.near)
+        await self._listener.run()
+
+    def stop_listening(self) -> None:
+        """Ask `listen_for_invalidations` to return (call before cancelling its task)."""
+        if self._listener is not None:
+            self._listener.stop()
 
     async def _flush_pending(self, client: Redis) -> None:
         if not self._pending_invalidations:

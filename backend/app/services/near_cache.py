@@ -99,10 +99,19 @@ class InvalidationListener:
         self.near = near
         self._clock = time.monotonic
         self._failing = False
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Make `run` return within one poll interval.
+
+        Cancelling alone is not enough on Python 3.11: a cancellation that lands as redis-py's read
+        time-out fires can be taken for the time-out and swallowed, and the loop would go on.
+        """
+        self._stopping = True
 
     async def run(self) -> None:
-        """Listen until cancelled; resubscribe after any failure (the copy is unused meanwhile)."""
-        while True:
+        """Listen until stopped or cancelled; resubscribe after any failure (the copy is unused meanwhile)."""
+        while not self._stopping:
             try:
                 await self._listen()
             except OUTAGE_ERRORS as error:
@@ -111,14 +120,15 @@ class InvalidationListener:
                 self._failing = True
             finally:
                 self.near.set_live(False)
-            await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
+            if not self._stopping:
+                await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
 
     async def _listen(self) -> None:
         pubsub = self.client.pubsub()
         try:
             await pubsub.subscribe(self.channel)
             last_heard = last_ping = self._clock()
-            while True:
+            while not self._stopping:
                 message = await pubsub.get_message(timeout=PING_INTERVAL_SECONDS)
                 now = self._clock()
                 if message is not None:

@@ -43,6 +43,7 @@ async def process_cache(url: str, *, near_ttl_seconds: float = 30.0) -> AsyncIte
             await wait_until(lambda: _true(cache.near.live), what="the invalidation channel to be subscribed")
         yield cache
     finally:
+        cache.stop_listening()
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
