@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncGenerator
 from email.utils import format_datetime
+from functools import lru_cache
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -30,30 +31,68 @@ FILE_SECURITY_HEADERS = {
 }
 
 
-def _accel_redirect(stored: StoredFile, headers: dict[str, str], settings: Settings) -> Response:
-    """Let the reverse proxy send the file (and answer Range) from local storage; our headers stay."""
-    headers["Content-Type"] = stored.content_type
-    headers["Content-Disposition"] = content_disposition(stored.filename)
-    headers["X-Accel-Redirect"] = settings.accel_redirect_prefix + quote(stored.key)
-    return Response(status_code=200, headers=headers)
+# Request headers that can make the answer anything but the whole file.
+CONDITIONAL_REQUEST_HEADERS = frozenset({b"range", b"if-none-match", b"if-range"})
 
 
-async def stored_file_response(request: Request, storage: StorageBackend, stored: StoredFile) -> Response:
-    """Stored bytes for GET/HEAD with ETag, 304, single ranges and strict headers."""
-    etag = f'"{stored.checksum}"'
-    headers = {
-        "ETag": etag,
+@lru_cache(maxsize=4096)
+def _validator_headers(stored: StoredFile) -> dict[str, str]:
+    """What every answer about this file carries, 304 included (a stored file never changes: memoised)."""
+    return {
+        "ETag": f'"{stored.checksum}"',
         "Cache-Control": IMMUTABLE_CACHE,
         "Last-Modified": format_datetime(stored.modified, usegmt=True),
         "Accept-Ranges": "bytes",
         **FILE_SECURITY_HEADERS,
     }
+
+
+@lru_cache(maxsize=4096)
+def _body_headers(stored: StoredFile) -> dict[str, str]:
+    """The validators plus what describes the bytes themselves."""
+    return {
+        **_validator_headers(stored),
+        "Content-Type": stored.content_type,
+        "Content-Disposition": content_disposition(stored.filename),
+    }
+
+
+def _accel_redirect(stored: StoredFile, settings: Settings) -> Response:
+    """Let the reverse proxy send the file (and answer Range) from local storage; our headers stay."""
+    headers = {**_body_headers(stored), "X-Accel-Redirect": settings.accel_redirect_prefix + quote(stored.key)}
+    return Response(status_code=200, headers=headers)
+
+
+def whole_file_response(
+    request_headers: list[tuple[bytes, bytes]], stored: StoredFile, settings: Settings, hot_files: HotFiles
+) -> Response | None:
+    """The answer to a plain GET (no Range or validators) when it needs no I/O at all, else None.
+
+    That is the proxy's redirect, or a file held in memory: the common case of a direct link, which
+    `NearCacheHitMiddleware` answers before routing with exactly what `stored_file_response` gives.
+    """
+    if any(name in CONDITIONAL_REQUEST_HEADERS for name, _ in request_headers):
+        return None
+    if settings.file_delivery == "accel-redirect":
+        return _accel_redirect(stored, settings)
+    if settings.file_delivery != "stream":
+        return None
+    data = hot_files.get(stored.key, stored.checksum)
+    if data is None:
+        return None
+    headers = {**_body_headers(stored), "Content-Length": str(stored.size)}
+    return Response(data, status_code=200, headers=headers, media_type=stored.content_type)
+
+
+async def stored_file_response(request: Request, storage: StorageBackend, stored: StoredFile) -> Response:
+    """Stored bytes for GET/HEAD with ETag, 304, single ranges and strict headers."""
+    etag = f'"{stored.checksum}"'
     if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
+        return Response(status_code=304, headers=_validator_headers(stored))
 
     settings: Settings = request.app.state.settings
     if settings.file_delivery == "accel-redirect":
-        return _accel_redirect(stored, headers, settings)
+        return _accel_redirect(stored, settings)
     if settings.file_delivery == "presigned-redirect":
         url = await storage.presigned_get_url(
             stored.key,
@@ -72,8 +111,7 @@ async def stored_file_response(request: Request, storage: StorageBackend, stored
     size = stored.size
     if_range = request.headers.get("if-range")
     byte_range = parse_range(request.headers.get("range"), size) if if_range in (None, etag) else None
-    headers["Content-Type"] = stored.content_type
-    headers["Content-Disposition"] = content_disposition(stored.filename)
+    headers = dict(_body_headers(stored))
     status = 200
     start, end = 0, size - 1
     if byte_range is not None:

@@ -101,6 +101,7 @@ async def read_image(image_id: str, request: Request) -> Response:
     # cached JSON sent as it is stored (docs/performance.md).
     state = request.app.state
     metadata, cache_status = await image_service.get_image_metadata(state.sessionmaker, state.cache, image_id)
+    # Near-copy hits usually never get here: NearCacheHitMiddleware sends this same response first.
     return Response(metadata.body, media_type="application/json", headers={"X-Cache": cache_status})
 
 

@@ -1,19 +1,25 @@
-"""Cached metadata answered before routing: the hottest read skips the framework's per-request work.
+"""Near-cache hits answered before routing: the hottest reads skip the framework's per-request work.
 
-`GET /api/v1/images/{id}` is what every embed and client polls. When the process's near copy
-(ADR 0011) holds the image, the answer is fixed bytes, so this middleware sends them itself, the
-way a response cache in front of an app does; everything else (misses, other forms of the id,
-other routes) goes on to FastAPI, where `images.read_image` answers as before. The response is the
-one that route would send, header for header (a test compares the two).
+`GET /api/v1/images/{id}` and its direct link `/file` are what every embed and client fetches.
+When the process's near copy (ADR 0011) holds the image, the metadata answer is fixed bytes, and a
+plain download (no Range or validators) is either the proxy's redirect or a file held in memory;
+this middleware sends those itself, the way a response cache in front of an app does. Everything
+else (misses, Range requests, other spellings of the id, other routes) goes on to FastAPI, where
+`images.read_image` and `images.download_image` answer as before. Both answers are built by the
+same code, and tests compare them header for header.
 """
 
 from __future__ import annotations
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.file_responses import whole_file_response
 from app.services.cache import MetadataCache
+from app.services.delivery import original_from_metadata
 
-METADATA_PATH_PREFIX = "/api/v1/images/"
+IMAGES_PREFIX = "/api/v1/images/"
+FILE_SUFFIX = "/file"
 
 
 class NearCacheHitMiddleware:
@@ -21,25 +27,27 @@ class NearCacheHitMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            path: str = scope["path"]
-            if path.startswith(METADATA_PATH_PREFIX):
-                # Near copies are keyed by the canonical id, so "<id>/file", "upload" or an id spelt
-                # another way simply finds nothing here and is routed as usual.
-                cache: MetadataCache = scope["app"].state.cache
-                metadata = cache.near.get(path[len(METADATA_PATH_PREFIX) :])
-                if metadata is not None:
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 200,
-                            "headers": [
-                                (b"content-length", str(len(metadata.body)).encode()),
-                                (b"content-type", b"application/json"),
-                                (b"x-cache", b"HIT"),
-                            ],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": metadata.body})
-                    return
+        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"].startswith(IMAGES_PREFIX):
+            response = _answer_from_near_copy(scope)
+            if response is not None:
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
+
+
+def _answer_from_near_copy(scope: Scope) -> Response | None:
+    state = scope["app"].state
+    cache: MetadataCache = state.cache
+    rest: str = scope["path"][len(IMAGES_PREFIX) :]
+    # Near copies are keyed by the canonical id, so "upload", "<id>/thumbnail" or an id spelt another
+    # way simply finds nothing here and is routed as usual.
+    if rest.endswith(FILE_SUFFIX):
+        metadata = cache.near.get(rest[: -len(FILE_SUFFIX)])
+        if metadata is None:
+            return None
+        stored = original_from_metadata(metadata.value)
+        return whole_file_response(scope["headers"], stored, state.settings, state.hot_files)
+    metadata = cache.near.get(rest)
+    if metadata is None:
+        return None
+    return Response(metadata.body, media_type="application/json", headers={"X-Cache": "HIT"})

@@ -28,7 +28,7 @@ class StoredFile:
     modified: datetime
 
 
-def _original_from_metadata(metadata: dict[str, Any]) -> StoredFile:
+def original_from_metadata(metadata: dict[str, Any]) -> StoredFile:
     return StoredFile(
         key=original_key(metadata["id"], metadata["content_type"]),
         size=int(metadata["file_size"]),
@@ -44,7 +44,7 @@ async def find_original(
 ) -> StoredFile:
     """The original of `image_id`, described from the cache when warm (the hot path of direct links)."""
     metadata, _ = await image_service.get_image_metadata(sessionmaker, cache, image_id)
-    return _original_from_metadata(metadata.value)
+    return original_from_metadata(metadata.value)
 
 
 def thumbnail_file(image: Image) -> StoredFile:

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.services.cache import MetadataCache
 from tests.api.apps import run_thumbnail_job, running_app, without_workers
+from tests.api.near_copies import comparable, count_routed
 from tests.api.waiting import wait_until
 from tests.conftest import TEST_CLIENT_ADDRESS
 from tests.factories import bearer, make_jpeg, register, token_of, upload, upload_ok
@@ -207,17 +208,18 @@ async def test_health_reports_redis_components_when_redis_is_up(client: httpx.As
     }
 
 
-async def test_near_copy_hit_is_the_same_response_the_route_sends(api: tuple[FastAPI, httpx.AsyncClient]) -> None:
+async def test_near_copy_hit_is_the_same_response_the_route_sends(
+    api: tuple[FastAPI, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Hits on the process's near copy are answered before routing (ADR 0011): byte for byte the same."""
     app, client = api
     created = await upload_with_thumbnail(app, client)
     assert (await client.get(metadata_url(created["id"]))).headers["X-Cache"] == "MISS"
     routed = await client.get(metadata_url(created["id"]))  # read from Redis by the route, then kept near
     assert app.state.cache.near.get(created["id"]) is not None
+    reached_router = count_routed(app, monkeypatch)
     early = await client.get(metadata_url(created["id"]))  # answered from the near copy
-
-    def comparable(response: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
-        return response.status_code, sorted(response.headers.multi_items()), response.content
+    assert reached_router.paths == []
 
     assert comparable(early) == comparable(routed)
     assert routed.headers["X-Cache"] == "HIT"

@@ -14,6 +14,7 @@ from PIL import Image
 from app.config import Settings
 from app.services.storage import StorageBackend
 from tests.api.apps import running_app
+from tests.api.near_copies import comparable, count_routed, warm_near_copy
 from tests.factories import make_jpeg, token_of, upload_ok
 
 
@@ -198,3 +199,23 @@ async def test_without_a_file_cache_small_files_stream_with_ranges(settings: Set
         assert (ranged.status_code, ranged.content) == (206, body[-50:])
         await remove_object_behind_the_services_back(app, created)
         assert (await client.get(created["url"])).status_code == 404
+
+
+async def test_a_direct_link_answered_before_routing_is_the_routes_answer(
+    app: FastAPI, client: httpx.AsyncClient, stored: tuple[dict[str, str], bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain downloads of a near-held image with a hot file skip routing (ADR 0011): the same answer."""
+    created, body = stored
+    await warm_near_copy(app, client, created["url"], created["id"])
+    reached_router = count_routed(app, monkeypatch)
+    early = await client.get(created["url"])
+    assert reached_router.paths == []
+    # The same id spelt in capitals is not a near-copy key: this one is answered by the route.
+    routed = await client.get(f"/api/v1/images/{created['id'].upper()}/file")
+    assert len(reached_router.paths) == 1
+    assert comparable(early) == comparable(routed)
+    assert (early.status_code, early.content) == (200, body)
+    # Ranges and validators are always the route's.
+    ranged = await client.get(created["url"], headers={"Range": "bytes=0-9"})
+    assert (ranged.status_code, ranged.content) == (206, body[:10])
+    assert (await client.get(created["url"], headers={"If-None-Match": early.headers["etag"]})).status_code == 304

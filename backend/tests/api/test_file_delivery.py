@@ -10,17 +10,18 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from tests.api.apps import running_app
+from tests.api.near_copies import comparable, count_routed, warm_near_copy
 from tests.factories import make_jpeg, upload_ok
 
 
 async def test_accel_redirect_hands_the_local_file_to_the_proxy_with_our_headers(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     local = settings.model_copy(
         update={"storage_backend": "local", "local_storage_path": tmp_path, "file_delivery": "accel-redirect"}
     )
     body = make_jpeg(200, 100)
-    async with running_app(local) as (_, client):
+    async with running_app(local) as (app, client):
         created = await upload_ok(client, body, filename="café.jpg")
         response = await client.get(created["url"])
         assert response.status_code == 200
@@ -33,6 +34,14 @@ async def test_accel_redirect_hands_the_local_file_to_the_proxy_with_our_headers
         assert "filename*=UTF-8''caf%C3%A9.jpg" in response.headers["content-disposition"]
         cached = await client.get(created["url"], headers={"If-None-Match": response.headers["etag"]})
         assert cached.status_code == 304
+
+        # Once the image is held near, the redirect is sent before routing (ADR 0011): the same answer.
+        await warm_near_copy(app, client, created["url"], created["id"])
+        reached_router = count_routed(app, monkeypatch)
+        early = await client.get(created["url"])
+        assert reached_router.paths == []
+        routed = await client.get(f"/api/v1/images/{created['id'].upper()}/file")
+        assert comparable(early) == comparable(routed) == comparable(response)
 
 
 async def test_presigned_redirect_sends_clients_to_the_object_store_for_the_same_bytes(settings: Settings) -> None:

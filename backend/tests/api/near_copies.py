@@ -1,0 +1,46 @@
+"""Helpers for tests of answers served from a process's near copy (ADR 0011)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tests.api.waiting import wait_until
+
+
+def comparable(response: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers (order aside) and body: what must not differ between two answers."""
+    return response.status_code, sorted(response.headers.multi_items()), response.content
+
+
+async def warm_near_copy(app: FastAPI, client: httpx.AsyncClient, url: str, image_id: str) -> None:
+    """GET `url` until this process keeps the image's metadata near (database, then Redis, then near)."""
+
+    async def held() -> bool:
+        assert (await client.get(url)).status_code == 200
+        return app.state.cache.near.get(image_id) is not None
+
+    await wait_until(held, what="the metadata to be kept near")
+
+
+class RoutedPaths:
+    """Records the paths that reach FastAPI's router (installed by `count_routed`)."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+
+def count_routed(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> RoutedPaths:
+    """Count requests that get past the middlewares to routing, by wrapping the router's entry."""
+    routed = RoutedPaths()
+    inner: ASGIApp = app.router.middleware_stack
+
+    async def counting(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            routed.paths.append(scope["path"])
+        await inner(scope, receive, send)
+
+    monkeypatch.setattr(app.router, "middleware_stack", counting)
+    return routed
