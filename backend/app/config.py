@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     debug: bool = False
 
     database_url: str = f"sqlite+aiosqlite:///{DATA_DIR / 'chitram.db'}"
-    db_pool_size: int = Field(default=5, ge=1, le=100)
+    # Connections kept open: an upload slot, a thumbnail job and a page can each hold one, and every
+    # connection past the pool is opened and closed per use (a new server process on PostgreSQL).
+    db_pool_size: int = Field(default=20, ge=1, le=100)
     db_max_overflow: int = Field(default=10, ge=0, le=100)
 
     storage_backend: Literal["local", "minio"] = "local"

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import BinaryIO, Protocol
 
 import anyio.to_thread
@@ -27,12 +28,12 @@ from app.schemas.image import ImageRead
 from app.schemas.upload import ReceivedUpload
 from app.services.cache import CacheStatus, Metadata, MetadataCache
 from app.services.storage import StorageBackend
+from app.services.thumbnail_jobs import NewUpload
 from app.services.thumbnail_render import thumbnail_key
 from app.services.tokens import delete_token_matches, hash_delete_token, new_delete_token
 from app.utils.cursors import InvalidCursor, decode_cursor, encode_cursor
 from app.utils.filenames import extension_for, sanitize_filename
 from app.utils.image_validation import ImageInfo, inspect_image
-from app.utils.thumbnail_plan import DecodedFrame
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,9 @@ HASH_CHUNK_BYTES = 1024 * 1024
 
 
 class ThumbnailQueue(Protocol):
-    def enqueue(self, image_id: uuid.UUID, decoded: DecodedFrame | None = None) -> None: ...
+    def lease_for_new_upload(self) -> datetime | None: ...
+
+    def enqueue(self, image_id: uuid.UUID, upload: NewUpload | None = None) -> None: ...
 
 
 def original_key(image_id: uuid.UUID | str, content_type: str) -> str:
@@ -106,6 +109,11 @@ async def create_image(
         checksum=checksum,
         upload_ip=client_ip,
     )
+    # Claimed for this process's thumbnail job in the same INSERT, when this process makes them.
+    lease = thumbnails.lease_for_new_upload()
+    if lease is not None:
+        image.thumbnail_lease_until = lease
+        image.thumbnail_attempts = 1
     delete_token = None if owner is not None else new_delete_token()
     if owner is not None:
         image.owner_id = owner.id
@@ -114,10 +122,10 @@ async def create_image(
     session.add(image)
     await session.flush()
 
-    decoded = info.decoded
+    handoff = NewUpload(storage_key=storage_key, decoded=info.decoded, claimed=lease is not None)
 
     async def request_thumbnail() -> None:
-        thumbnails.enqueue(image_id, decoded)
+        thumbnails.enqueue(image_id, handoff)
 
     # Only after the commit: a job must never look for a row that is not there yet.
     after_commit(session, request_thumbnail)

@@ -16,17 +16,18 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
 import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy import BindParameter, ColumnElement, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.database import background_session
+from app.database import background_session, execute_alone
 from app.models import Image, ThumbnailStatus
 from app.models.base import utc_now
 from app.services.storage import StorageBackend
@@ -43,13 +44,27 @@ logger = logging.getLogger(__name__)
 
 QUEUE_CAPACITY = 1000  # a full queue drops ids; the sweeper finds them in the database
 # Frames decoded by upload validation, waiting for their job (a few hundred KB each). Past this many
-# the oldest are dropped and their jobs decode the stored original instead, as after a restart.
-MAX_DECODED_FRAMES = 16
+# bytes the oldest frames are dropped and their jobs decode the stored original instead.
+MAX_DECODED_BYTES = 32 * 1024 * 1024
+# Jobs in flight per render slot: a job spends most of its time waiting on the database and the
+# disk (claim, save with fsync, finish), so several overlap while renders stay bounded by the slots.
+JOBS_PER_RENDER_SLOT = 4
 SWEEP_BATCH = 100
 MAX_RETRY_DELAY_SECONDS = 300.0
 
 # Called when a job settles (ready or failed), e.g. to drop cached metadata that still says "pending".
 OnSettled = Callable[[uuid.UUID], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class NewUpload:
+    """What an upload hands its thumbnail job in this process, to save it work (ADR 0008)."""
+
+    storage_key: str
+    # The frame validation decoded (single-frame JPEG), so the job need not read and decode the original.
+    decoded: DecodedFrame | None = None
+    # The row was inserted already claimed (`lease_for_new_upload`), so the job need not claim it.
+    claimed: bool = False
 
 
 class ThumbnailJobs:
@@ -70,31 +85,53 @@ class ThumbnailJobs:
         self._send: MemoryObjectSendStream[uuid.UUID]
         self._receive: MemoryObjectReceiveStream[uuid.UUID]
         self._send, self._receive = anyio.create_memory_object_stream[uuid.UUID](QUEUE_CAPACITY)
-        self._decoded: OrderedDict[uuid.UUID, DecodedFrame] = OrderedDict()
+        self._handoffs: OrderedDict[uuid.UUID, NewUpload] = OrderedDict()
+        self._decoded_bytes = 0
+        self._consuming = False
+        # Admits renders without blocking a thread; the slots below also count renders that outlived
+        # their time limit, which this gate (released by the waiting side) cannot see.
+        self._render_gate = anyio.Semaphore(settings.thumbnail_concurrency)
         # Render slots are held by the render threads themselves (see RenderTicket), so a thread that
         # outlives its time limit keeps its slot until it really ends: runaway renders stay bounded.
         self._render_slots = threading.BoundedSemaphore(settings.thumbnail_concurrency)
         self._lease = timedelta(seconds=settings.thumbnail_timeout_seconds * 2 + 30)
 
-    def enqueue(self, image_id: uuid.UUID, decoded: DecodedFrame | None = None) -> None:
+    def lease_for_new_upload(self) -> datetime | None:
+        """The lease an upload's row can be inserted with when this process will make its thumbnail.
+
+        A claim written with the row saves the job its own claiming UPDATE. If the process dies or
+        the queue is full, the lease runs out and the sweeper takes the job, as after any crash.
+        """
+        return utc_now() + self._lease if self._consuming else None
+
+    def enqueue(self, image_id: uuid.UUID, upload: NewUpload | None = None) -> None:
         """Ask for this image's thumbnail soon; never blocks, never fails the caller.
 
-        `decoded` is the frame upload validation decoded: the job renders from it instead of reading
-        and decoding the stored original. It is only a shortcut; the row remains the job's record.
+        `upload` is what the upload request knows (a decoded frame, a claim): only a shortcut, as
+        the row remains the job's record.
         """
-        if decoded is not None:
-            self._decoded[image_id] = decoded
-            while len(self._decoded) > MAX_DECODED_FRAMES:
-                self._decoded.popitem(last=False)
         try:
             self._send.send_nowait(image_id)
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
             logger.info("thumbnail queue full or closed; the sweeper will pick up %s", image_id)
+            return
+        if upload is None:
+            return
+        self._handoffs[image_id] = upload
+        if upload.decoded is not None:
+            self._decoded_bytes += upload.decoded.nbytes
+            for waiting_id, waiting in self._handoffs.items():
+                if self._decoded_bytes <= MAX_DECODED_BYTES:
+                    break
+                if waiting.decoded is not None:
+                    self._decoded_bytes -= waiting.decoded.nbytes
+                    self._handoffs[waiting_id] = replace(waiting, decoded=None)
 
     async def run(self) -> None:
         """Consume the queue and sweep for lost jobs until cancelled."""
+        self._consuming = True
         async with anyio.create_task_group() as group:
-            for _ in range(self._settings.thumbnail_concurrency):
+            for _ in range(self._settings.thumbnail_concurrency * JOBS_PER_RENDER_SLOT):
                 group.start_soon(self._consume)
             group.start_soon(self._sweep_forever)
 
@@ -132,24 +169,16 @@ class ThumbnailJobs:
 
     async def process(self, image_id: uuid.UUID) -> None:
         """Claim, render, store and record one image's thumbnail (idempotent)."""
-        decoded = self._decoded.pop(image_id, None)
-        claim = await self._claim(image_id)
+        upload = self._take_handoff(image_id)
+        claim = (upload.storage_key, 1) if upload is not None and upload.claimed else await self._claim(image_id)
         if claim is None:
             return  # done, failed, deleted, or another process holds the lease
         storage_key, attempts = claim
-        if not self._render_slots.acquire(blocking=False):
-            # Every slot is held, some by renders that ran out of time and are still finishing.
-            await self._postpone(image_id)
-            return
-        ticket = RenderTicket(self._render_slots)
+        decoded = upload.decoded if upload is not None else None
         try:
-            if decoded is not None:
-                render = partial(render_decoded, decoded)
-            else:
-                source = await self._read_original(storage_key)
-                render = partial(render_thumbnail, source, max_side=self._settings.thumbnail_size)
-            with anyio.fail_after(self._settings.thumbnail_timeout_seconds):
-                rendered = await anyio.to_thread.run_sync(ticket.run, render, abandon_on_cancel=True)
+            rendered = await self._render(image_id, storage_key, decoded)
+            if rendered is None:
+                return  # postponed
             key = thumbnail_key(str(image_id), rendered.content_type)
             await self._storage.save(key, io.BytesIO(rendered.data), len(rendered.data), rendered.content_type)
         except ThumbnailError as error:
@@ -158,46 +187,66 @@ class ThumbnailJobs:
         except Exception as error:
             await self._retry_later(image_id, attempts, error)
             return
-        finally:
-            ticket.give_up()
         if not await self._finish_ready(image_id, key, rendered):
             await self._storage.delete(key)  # the image was deleted while we worked
             return
         if self._on_settled is not None:
             await self._on_settled(image_id)
 
+    def _take_handoff(self, image_id: uuid.UUID) -> NewUpload | None:
+        upload = self._handoffs.pop(image_id, None)
+        if upload is not None and upload.decoded is not None:
+            self._decoded_bytes -= upload.decoded.nbytes
+        return upload
+
+    async def _render(
+        self, image_id: uuid.UUID, storage_key: str, decoded: DecodedFrame | None
+    ) -> RenderedThumbnail | None:
+        """Render in a worker thread once a slot is free; None if the job was postponed instead."""
+        async with self._render_gate:
+            if not self._render_slots.acquire(blocking=False):
+                # Every slot is held, by renders that ran out of time and are still finishing.
+                await self._postpone(image_id)
+                return None
+            ticket = RenderTicket(self._render_slots)
+            try:
+                if decoded is not None:
+                    render = partial(render_decoded, decoded)
+                else:
+                    # Read inside the gate: originals are bounded by the upload limit and concurrent
+                    # reads by the slots, so memory is bounded too.
+                    source = await self._read_original(storage_key)
+                    render = partial(render_thumbnail, source, max_side=self._settings.thumbnail_size)
+                with anyio.fail_after(self._settings.thumbnail_timeout_seconds):
+                    return await anyio.to_thread.run_sync(ticket.run, render, abandon_on_cancel=True)
+            finally:
+                ticket.give_up()
+
     async def _claim(self, image_id: uuid.UUID) -> tuple[str, int] | None:
         now = utc_now()
-        async with background_session(self._sessionmaker) as session:
-            result = await session.execute(
-                update(Image)
-                .where(Image.id == image_id, Image.thumbnail_status == ThumbnailStatus.PENDING, _lease_free(now))
-                .values(thumbnail_lease_until=now + self._lease, thumbnail_attempts=Image.thumbnail_attempts + 1)
-                .returning(Image.storage_key, Image.thumbnail_attempts)
-            )
-            row = result.first()
-        return (row[0], row[1]) if row else None
+        _, row = await execute_alone(
+            self._sessionmaker, _CLAIM, {"claimed_id": image_id, "now": now, "lease_until": now + self._lease}
+        )
+        if row is None:
+            return None
+        return str(row.storage_key), int(row.thumbnail_attempts)
 
     async def _read_original(self, storage_key: str) -> io.BytesIO:
-        # Originals are bounded by the upload limit and renders by the slots, so memory is too.
         return io.BytesIO(await self._storage.read_all(storage_key))
 
     async def _finish_ready(self, image_id: uuid.UUID, key: str, rendered: RenderedThumbnail) -> bool:
-        async with background_session(self._sessionmaker) as session:
-            result = await session.execute(
-                update(Image)
-                .where(Image.id == image_id)
-                .values(
-                    thumbnail_status=ThumbnailStatus.READY,
-                    thumbnail_key=key,
-                    thumbnail_content_type=rendered.content_type,
-                    thumbnail_size=len(rendered.data),
-                    thumbnail_checksum=hashlib.sha256(rendered.data).hexdigest(),
-                    thumbnail_error=None,
-                    thumbnail_lease_until=None,
-                )
-            )
-        return bool(getattr(result, "rowcount", 0))
+        updated, _ = await execute_alone(
+            self._sessionmaker,
+            _FINISH_READY,
+            {
+                "finished_id": image_id,
+                "new_key": key,
+                "new_content_type": rendered.content_type,
+                "new_size": len(rendered.data),
+                "new_checksum": hashlib.sha256(rendered.data).hexdigest(),
+            },
+        )
+        return updated > 0
 
     async def _finish_failed(self, image_id: uuid.UUID, reason: str) -> None:
         logger.warning("thumbnail for %s failed for good: %s", image_id, reason)
@@ -277,5 +326,31 @@ class RenderTicket:
         self._slots.release()
 
 
-def _lease_free(now: datetime) -> ColumnElement[bool]:
+def _lease_free(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     return or_(Image.thumbnail_lease_until.is_(None), Image.thumbnail_lease_until < now)
+
+
+# The two statements every job runs, built once (building one costs about as much as running it).
+_CLAIM = (
+    update(Image)
+    .where(
+        Image.id == bindparam("claimed_id"),
+        Image.thumbnail_status == ThumbnailStatus.PENDING,
+        _lease_free(bindparam("now", type_=Image.thumbnail_lease_until.type)),
+    )
+    .values(thumbnail_lease_until=bindparam("lease_until"), thumbnail_attempts=Image.thumbnail_attempts + 1)
+    .returning(Image.storage_key, Image.thumbnail_attempts)
+)
+_FINISH_READY = (
+    update(Image)
+    .where(Image.id == bindparam("finished_id"))
+    .values(
+        thumbnail_status=ThumbnailStatus.READY,
+        thumbnail_key=bindparam("new_key"),
+        thumbnail_content_type=bindparam("new_content_type"),
+        thumbnail_size=bindparam("new_size"),
+        thumbnail_checksum=bindparam("new_checksum"),
+        thumbnail_error=None,
+        thumbnail_lease_until=None,
+    )
+)

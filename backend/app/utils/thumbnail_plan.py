@@ -44,6 +44,12 @@ class DecodedFrame:
     image: Image.Image = field(repr=False)
     plan: ThumbnailPlan
 
+    @property
+    def nbytes(self) -> int:
+        """About what the decoded pixels take in memory."""
+        width, height = self.image.size
+        return width * height * len(self.image.getbands())
+
 
 def plan_thumbnail(image: Image.Image, max_side: int) -> ThumbnailPlan:
     """Read the orientation and, for a JPEG not yet loaded, ask for the smallest decode scale that fits.

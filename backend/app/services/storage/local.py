@@ -48,24 +48,11 @@ class LocalStorage(StorageBackend):
         """Write `size` bytes from `source` to a temporary file, then move it into place atomically."""
         path = self.path_for(key)
         try:
-            fd, temp_name = await anyio.to_thread.run_sync(_create_temp_file, path)
+            # One thread hop for the whole write: sizes are bounded by the upload limit, and every hop
+            # costs the event loop as much as a small write does.
+            await anyio.to_thread.run_sync(_write_atomically, path, source, size)
         except OSError as error:
             raise StorageUnavailable() from error
-        temp_path = Path(temp_name)
-        try:
-            with os.fdopen(fd, "wb") as temp_file:
-                remaining = size
-                while remaining > 0:
-                    remaining -= await anyio.to_thread.run_sync(_copy_chunk, source, temp_file, remaining)
-                await anyio.to_thread.run_sync(_flush_to_disk, temp_file)
-            await anyio.to_thread.run_sync(os.replace, temp_path, path)
-        except BaseException as error:
-            # Shielded so the half-written file is removed even when the upload was cancelled.
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lambda: temp_path.unlink(missing_ok=True))
-            if isinstance(error, OSError):
-                raise StorageUnavailable() from error
-            raise
 
     async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """Open `key` and return an iterator over bytes `start..end` (inclusive)."""
@@ -117,26 +104,30 @@ def _check_range(start: int, end: int | None) -> None:
         raise ValueError(f"invalid byte range {start}-{end}")
 
 
-def _create_temp_file(path: Path) -> tuple[int, str]:
+def _write_atomically(path: Path, source: BinaryIO, size: int) -> None:
+    """Copy `size` bytes into a temporary file beside `path`, fsync it, and rename it over `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # Same folder as the target, so os.replace is a rename on one filesystem and readers never see half a file.
     fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.fchmod(fd, STORED_FILE_MODE)
-    return fd, temp_name
-
-
-def _copy_chunk(source: BinaryIO, target: BinaryIO, remaining: int) -> int:
-    chunk = source.read(min(CHUNK_SIZE, remaining))
-    if not chunk:
-        raise ValueError(f"source ended {remaining} bytes before the announced size")
-    target.write(chunk)
-    return len(chunk)
-
-
-def _flush_to_disk(file: BinaryIO) -> None:
-    # Without fsync a crash right after the rename could leave an empty file under the final name.
-    file.flush()
-    os.fsync(file.fileno())
+    try:
+        with os.fdopen(fd, "wb") as temp_file:
+            os.fchmod(temp_file.fileno(), STORED_FILE_MODE)
+            remaining = size
+            while remaining > 0:
+                chunk = source.read(min(CHUNK_SIZE, remaining))
+                if not chunk:
+                    raise ValueError(f"source ended {remaining} bytes before the announced size")
+                temp_file.write(chunk)
+                remaining -= len(chunk)
+            # Without fsync a crash right after the rename could leave an empty file under the final name.
+            temp_file.flush()
+            os.fsync(temp_file.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        # Also when the copy failed half-way: no half-written file is left behind.
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
 
 
 def _open_and_read_first(path: Path, start: int, length: int | None) -> tuple[BinaryIO | None, bytes]:
