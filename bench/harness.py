@@ -230,13 +230,21 @@ class Run:
             self.profiles[name] = profiles.summarise(folded)
             profiles.flamegraph_svg(folded, folded.with_suffix(".svg"), title=f"Chitram, {name}")
 
-    def wait_for_thumbnails(self, limit_seconds: float = 120) -> None:
-        """Let the thumbnail backlog of the upload scenario drain before timing single thumbnails."""
-        deadline = time.monotonic() + limit_seconds
-        while (pending := self.database.pending_thumbnails()) and time.monotonic() < deadline:
+    def wait_for_thumbnails(self, limit_seconds: float = 120) -> dict[str, Any]:
+        """Let the thumbnail backlog of the upload scenario drain before timing single thumbnails.
+
+        The backlog says whether thumbnails kept up with the uploads: work left over after the window
+        was not paid for inside it, so a large backlog would flatter the upload rate.
+        """
+        started = time.monotonic()
+        deadline = started + limit_seconds
+        backlog = pending = self.database.pending_thumbnails()
+        while pending and time.monotonic() < deadline:
             time.sleep(0.2)
+            pending = self.database.pending_thumbnails()
         if pending:
             self.log(f"warning: {pending} thumbnails still pending after {limit_seconds:g} s")
+        return {"thumbnail_backlog": backlog, "backlog_drained_seconds": round(time.monotonic() - started, 2)}
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -306,7 +314,7 @@ class Run:
                 connections=UPLOAD_CONNECTIONS,
                 lua=upload_lua(data / "upload-200k.jpg", token),
             )
-            self.wait_for_thumbnails()
+            self.scenarios["upload_200k"].update(self.wait_for_thumbnails())
 
             self.log("thumbnail floor and latency")
             runs = 5 if smoke else 20

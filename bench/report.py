@@ -308,8 +308,12 @@ def markdown(results: Results) -> str:
     thumbs = scenarios["thumbnail_latency"]
     floor = scenarios["thumbnail_floor"]
     memory = scenarios["memory_5mb_uploads"]
+    uploads = scenarios["upload_200k"]
     lines += [
         "",
+        f"- Uploads kept their thumbnails up: {uploads.get('thumbnail_backlog', '?')} still pending when the "
+        f"upload window closed, all made {_number(uploads.get('backlog_drained_seconds'), 's')} later (a large "
+        "backlog would mean thumbnail work was left outside the window).",
         f"- Thumbnail latency ({thumbs['samples']} uploads of a 4000x3000 JPEG, "
         f"{thumbs['source_bytes'] / 1e6:.2f} MB, polled every {thumbs['poll_interval_ms']:g} ms): ready "
         f"{_number(thumbs['median_after_upload_ms'], 'ms')} (median) after the upload's response, "

@@ -9,7 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
+import pytest
 from PIL import Image, ImageChops, ImageStat
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -188,6 +190,37 @@ async def test_job_starts_from_the_frame_the_upload_decoded(settings: Settings) 
         response = await client.get(thumbnail_url(created["id"]))
         assert response.status_code == 200
         assert response.content == render_thumbnail(io.BytesIO(data), max_side=settings.thumbnail_size).data
+
+
+async def test_upload_row_is_claimed_for_its_process_and_taken_over_when_the_claim_runs_out(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process that makes thumbnails inserts the row already claimed, so its job needs no claim.
+
+    The process then "dies" before the job runs: its job is dropped (a death at that very instant
+    cannot be caused for real). Nobody else takes the job while the claim holds; once it runs out,
+    another process makes the thumbnail.
+    """
+    async with running_app(settings, empty_tables_on_exit=False) as (first, client):
+        monkeypatch.setattr(first.state.thumbnails, "enqueue", lambda *_args, **_kwargs: None)
+        created = await upload_ok(client)
+        row = await image_row(first, created["id"])
+        assert row.thumbnail_status == "pending"
+        assert row.thumbnail_attempts == 1
+        assert row.thumbnail_lease_until is not None
+        assert row.thumbnail_lease_until > utc_now() + timedelta(seconds=30)
+
+    async with running_app(settings) as (survivor, client):
+        await anyio.sleep(settings.thumbnail_sweep_interval_seconds * 3)  # several sweeps
+        assert (await image_row(survivor, created["id"])).thumbnail_status == "pending"  # the claim holds
+        async with survivor.state.sessionmaker() as session, session.begin():
+            await session.execute(
+                update(ImageRow)
+                .where(ImageRow.id == uuid.UUID(created["id"]))
+                .values(thumbnail_lease_until=utc_now() - timedelta(seconds=1))  # as if the lease ran out
+            )
+        await wait_for_row(survivor, created["id"], lambda row: row.thumbnail_status == "ready", what="the takeover")
+        assert (await image_row(survivor, created["id"])).thumbnail_attempts == 2
 
 
 async def test_thumbnail_whose_job_was_lost_is_made_by_another_process_without_a_request(
