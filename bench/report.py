@@ -331,6 +331,11 @@ def markdown(results: Results) -> str:
         "",
         "## Notes",
         "",
+        "- Scenarios 1 and 2 ask for one image again and again, as a popular embed does: after the first "
+        "request they are near-copy hits (ADR 0011), answered before FastAPI's routing from metadata and "
+        "files each process keeps (invalidated over Redis pub/sub), which is why cached metadata can beat "
+        "the bare Starlette app (that one routes and serialises every request). A request for an image "
+        "not held near goes through Redis, the database and storage.",
         "- Scenario 5 runs on a freshly started server, so its peak is not inflated by what earlier scenarios "
         "left allocated. Peak RSS is VmRSS of the uvicorn process polled every 10 ms.",
         "- The S3 pass runs against moto's server (`moto_server`, Flask, threaded), which is itself the "
