@@ -137,3 +137,16 @@ async def execute_alone(
         result = await autocommit.execute(statement, params)
         row = result.first() if result.returns_rows else None
         return result.rowcount, row
+
+
+@asynccontextmanager
+async def read_session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session that only reads, on an autocommit connection: no BEGIN and ROLLBACK round trips.
+
+    Each statement sees committed data as of its own start, which is all a single lookup needs.
+    """
+    engine: AsyncEngine = sessionmaker.kw["bind"]
+    async with engine.connect() as connection:
+        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        async with AsyncSession(bind=autocommit, expire_on_commit=False, autoflush=False) as session:
+            yield session

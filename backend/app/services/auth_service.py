@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.database import read_session
 from app.errors import EmailExists, InvalidCredentials, Unauthorized
 from app.models import User
 from app.services.passwords import hash_password, verify_password
@@ -47,7 +48,7 @@ async def load_token_user(sessionmaker: async_sessionmaker[AsyncSession], user_i
     Not in the request's session: that would open its transaction (and hold a pooled connection)
     before an upload's body has even arrived. The returned object is detached, its columns loaded.
     """
-    async with sessionmaker() as session:
+    async with read_session(sessionmaker) as session:
         return await get_active_user(session, user_id)
 
 
