@@ -15,7 +15,7 @@ from app.services.thumbnail_render import (
     render_thumbnail,
     thumbnail_key,
 )
-from app.utils.image_validation import inspect_image, sniff_content_type
+from app.utils.image_validation import ImageInfo, inspect_image, sniff_content_type
 from tests.conftest import corpus_bytes, load_corpus
 
 CORPUS = load_corpus()
@@ -327,17 +327,21 @@ def test_thumbnail_key_follows_the_output_format() -> None:
 # --- one decode: the frame upload validation keeps -----------------------------------------------
 
 
-@pytest.mark.parametrize("case", ACCEPTED, ids=[case["file"] for case in ACCEPTED])
-def test_thumbnail_from_validations_frame_is_the_same_file(case: dict[str, Any]) -> None:
-    """A single-frame JPEG is decoded once, by validation; the job's thumbnail must not change for it."""
-    data = corpus_bytes(case["file"])
-    info = inspect_image(
+def validate(data: bytes, *, thumbnail_side: int | None = None) -> ImageInfo:
+    return inspect_image(
         io.BytesIO(data),
         allowed_content_types=PILLOW_FORMATS,
         max_pixels=100_000_000,
         declared_content_type=None,
-        thumbnail_side=300,
+        thumbnail_side=thumbnail_side,
     )
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=[case["file"] for case in ACCEPTED])
+def test_thumbnail_from_validations_frame_is_the_same_file(case: dict[str, Any]) -> None:
+    """A single-frame JPEG is decoded once, by validation; the job's thumbnail must not change for it."""
+    data = corpus_bytes(case["file"])
+    info = validate(data, thumbnail_side=300)
     from_stored_bytes = render_thumbnail(io.BytesIO(data), max_side=300)
     if info.decoded is None:
         # PNG and multi-frame files (MPO) keep the stored-original path.
@@ -348,17 +352,8 @@ def test_thumbnail_from_validations_frame_is_the_same_file(case: dict[str, Any])
 
 def test_validation_without_thumbnail_side_keeps_no_frame() -> None:
     data = encode(Image.new("RGB", (1200, 900), "teal"), "JPEG")
-    info = inspect_image(
-        io.BytesIO(data), allowed_content_types=PILLOW_FORMATS, max_pixels=10_000_000, declared_content_type=None
-    )
-    assert info.decoded is None
-    kept = inspect_image(
-        io.BytesIO(data),
-        allowed_content_types=PILLOW_FORMATS,
-        max_pixels=10_000_000,
-        declared_content_type=None,
-        thumbnail_side=300,
-    )
+    assert validate(data).decoded is None
+    kept = validate(data, thumbnail_side=300)
     assert kept.decoded is not None
     # Decoded at the smallest scale that still covers 300x225 (1/2 of 1200x900 would be 600x450, 1/4 is 300x225).
     assert kept.decoded.image.size == (300, 225)
