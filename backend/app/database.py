@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Executable, Row, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from starlette.requests import Request
 
 from app.config import Settings
@@ -131,10 +131,8 @@ async def execute_alone(
     A single UPDATE is atomic by itself, and without a session's BEGIN and COMMIT it costs one
     round trip instead of three: background jobs run one of these per step of every job.
     """
-    engine: AsyncEngine = sessionmaker.kw["bind"]
-    async with engine.connect() as connection:
-        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        result = await autocommit.execute(statement, params)
+    async with _autocommit_connection(sessionmaker) as connection:
+        result = await connection.execute(statement, params)
         row = result.first() if result.returns_rows else None
         return result.rowcount, row
 
@@ -145,8 +143,16 @@ async def read_session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncI
 
     Each statement sees committed data as of its own start, which is all a single lookup needs.
     """
+    async with (
+        _autocommit_connection(sessionmaker) as connection,
+        AsyncSession(bind=connection, expire_on_commit=False, autoflush=False) as session,
+    ):
+        yield session
+
+
+@asynccontextmanager
+async def _autocommit_connection(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection of the sessionmaker's engine in autocommit mode (reset when it goes back)."""
     engine: AsyncEngine = sessionmaker.kw["bind"]
     async with engine.connect() as connection:
-        autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        async with AsyncSession(bind=autocommit, expire_on_commit=False, autoflush=False) as session:
-            yield session
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
