@@ -34,8 +34,10 @@ _SIXTEEN_BIT_MODES: Final = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 # Maps a 16-bit sample to 8 bits the way the PNG spec scales them (65535 -> 255, rounded), as a
 # lookup table because Image.point only takes linear functions for mode I.
 _SIXTEEN_TO_EIGHT_BIT: Final = [(value + 128) // 257 for value in range(65536)]
-# Above this ratio resize() first shrinks by an integer factor (cheap box reduction), then resamples:
-# Pillow's thumbnail() default, indistinguishable from a full Lanczos at thumbnail sizes.
+# Pillow's thumbnail() defaults: bicubic, and above this ratio resize() first shrinks by an integer factor
+# (cheap box reduction). At 300 px bicubic is indistinguishable from Lanczos and resamples in about 70%
+# of its time (1.9 ms against 2.65 ms from a 485x364 draft: the largest step of a 200 KB upload's job).
+_RESAMPLE: Final = Image.Resampling.BICUBIC
 _REDUCING_GAP: Final = 2.0
 _JPEG_QUALITY: Final = 85
 
@@ -97,7 +99,7 @@ def _fit(image: Image.Image, plan: ThumbnailPlan) -> Image.Image:
     """The loaded frame in a displayable mode, resized to the plan's target (still as stored)."""
     working = _displayable(image)
     if working.size != plan.target:
-        working = working.resize(plan.target, Image.Resampling.LANCZOS, box=plan.box, reducing_gap=_REDUCING_GAP)
+        working = working.resize(plan.target, _RESAMPLE, box=plan.box, reducing_gap=_REDUCING_GAP)
     elif working is image:
         # Detach from the file object, which is closed on return.
         working = image.copy()
