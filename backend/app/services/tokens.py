@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +17,10 @@ from app.errors import TokenExpired, Unauthorized
 ALGORITHM = "HS256"
 ISSUER = "chitram"
 DELETE_TOKEN_BYTES = 32  # 256 bits of entropy
+# Tokens whose signature and claims were checked, kept so a token is verified once and not on every
+# request (the rate limiter and the endpoint both need its user, and a client sends the same token
+# again and again). Only valid tokens are kept; expiry is checked on every use.
+VERIFIED_TOKENS_KEPT = 4096
 
 
 def create_access_token(user_id: uuid.UUID, *, secret: str, expire_minutes: int) -> tuple[str, datetime]:
@@ -37,18 +43,27 @@ def create_access_token(user_id: uuid.UUID, *, secret: str, expire_minutes: int)
 def decode_access_token(token: str, *, secret: str) -> uuid.UUID:
     """The user id a valid token names; TOKEN_EXPIRED or UNAUTHORIZED otherwise."""
     try:
-        claims = jwt.decode(
-            token,
-            secret,
-            algorithms=[ALGORITHM],  # never accept "none" or an algorithm the client picks
-            issuer=ISSUER,
-            options={"require": ["sub", "exp", "iat", "iss"]},
-        )
-        return uuid.UUID(str(claims["sub"]))
+        user_id, expires_at = _verified_claims(token, secret)
     except jwt.ExpiredSignatureError:
         raise TokenExpired() from None
     except (jwt.InvalidTokenError, ValueError):
         raise Unauthorized("The access token is invalid.") from None
+    if expires_at <= time.time():  # PyJWT's own test, for a token verified while it was still valid
+        raise TokenExpired()
+    return user_id
+
+
+@functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
+def _verified_claims(token: str, secret: str) -> tuple[uuid.UUID, float]:
+    """The user id and expiry of a token whose signature and claims hold (raises otherwise: not kept)."""
+    claims = jwt.decode(
+        token,
+        secret,
+        algorithms=[ALGORITHM],  # never accept "none" or an algorithm the client picks
+        issuer=ISSUER,
+        options={"require": ["sub", "exp", "iat", "iss"]},
+    )
+    return uuid.UUID(str(claims["sub"])), float(claims["exp"])
 
 
 def new_delete_token() -> str:
