@@ -1,9 +1,8 @@
 """Engine and session factories, and the request's session: the one place that commits.
 
-Services only `flush()`. Work that must follow the transaction's outcome is registered on the
-session: `on_rollback` undoes a side effect the database cannot roll back (a blob written to the
-object store), `after_commit` starts work that must only see committed rows (deleting a blob,
-enqueueing a background job).
+Services only `flush()`. Work that must only follow a commit is registered on the session with
+`after_commit` (deleting a blob once its row is gone). A single statement that needs no transaction
+runs alone in autocommit mode (`execute_alone`): an upload's INSERT, a background job's UPDATE.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from app.config import Settings
 logger = logging.getLogger(__name__)
 
 Callback = Callable[[], Awaitable[None]]
-_ON_ROLLBACK = "chitram.on_rollback"
 _AFTER_COMMIT = "chitram.after_commit"
 
 
@@ -60,11 +58,6 @@ def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
 
-def on_rollback(session: AsyncSession, callback: Callback) -> None:
-    """Run `callback` if this request's transaction does not commit."""
-    session.info.setdefault(_ON_ROLLBACK, []).append(callback)
-
-
 def after_commit(session: AsyncSession, callback: Callback) -> None:
     """Run `callback` once this request's transaction has committed."""
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)
@@ -83,14 +76,11 @@ async def _run_callbacks(session: AsyncSession, key: str) -> None:
 async def abandon(session: AsyncSession) -> None:
     """Undo this request's work when a handler answers an error itself instead of raising it.
 
-    Rolls back (the commit that follows then has nothing to do) and runs the `on_rollback`
-    compensations, exactly as if the error had propagated.
+    Rolls back (the commit that follows then has nothing to do) and drops its `after_commit` work,
+    exactly as if the error had propagated.
     """
     session.info.pop(_AFTER_COMMIT, None)
-    try:
-        await session.rollback()
-    finally:
-        await _run_callbacks(session, _ON_ROLLBACK)
+    await session.rollback()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -102,12 +92,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.commit()
         except BaseException:
             session.info.pop(_AFTER_COMMIT, None)
-            try:
-                await session.rollback()  # may fail too when the connection died mid-commit
-            finally:
-                await _run_callbacks(session, _ON_ROLLBACK)
+            await session.rollback()  # may fail too when the connection died mid-commit
             raise
-        session.info.pop(_ON_ROLLBACK, None)
         await _run_callbacks(session, _AFTER_COMMIT)
 
 

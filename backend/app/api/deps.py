@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.web_support import SAFE_METHODS, check_csrf
@@ -23,6 +25,8 @@ from app.services.tokens import decode_access_token
 
 # auto_error=False: anonymous callers are allowed where the handler says so.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+# Its name in OpenAPI, for routes that read the token themselves (Swagger UI sends it only where declared).
+OAUTH2_SCHEME_NAME = oauth2_scheme.scheme_name
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs plain `def` dependencies
@@ -71,15 +75,30 @@ def bearer_token(request: Request, header_token: str | None) -> str | None:
     return cookie or None
 
 
-async def _optional_user(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User | None:
-    presented = bearer_token(request, token)
+def presented_user_id(request: Request, header_token: str | None) -> uuid.UUID | None:
+    """The user id of the presented access token (header, else cookie), None when there is none.
+
+    A token that is present but bad is an error, never a silent fall-back to anonymous. A token from
+    the browser's cookie on a state-changing request must come with the CSRF token of our pages.
+    """
+    presented = bearer_token(request, header_token)
     if presented is None:
         return None
-    if token is None and request.method not in SAFE_METHODS:
-        # Authenticated by the browser's cookie: the request must prove it came from our pages.
+    if header_token is None and request.method not in SAFE_METHODS:
         check_csrf(request)
-    # A token that is present but bad is an error, never a silent fall-back to anonymous.
-    user_id = decode_access_token(presented, secret=request.app.state.jwt_secret)
+    return decode_access_token(presented, secret=request.app.state.jwt_secret)
+
+
+def header_token(request: Request) -> str | None:
+    """The Bearer token of the Authorization header, as `oauth2_scheme` reads it, for routes without dependencies."""
+    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def _optional_user(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User | None:
+    user_id = presented_user_id(request, token)
+    if user_id is None:
+        return None
     return await auth_service.load_token_user(request.app.state.sessionmaker, user_id)
 
 

@@ -8,11 +8,12 @@ as soon as the bytes received pass the limit. The file part spools to disk above
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
@@ -20,7 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from app.api.deps import client_ip
 from app.config import Settings
 from app.errors import FileTooLarge, InvalidRequest, UploadTimeout, ValidationFailed
-from app.models import Image, User
+from app.models import Image
 from app.schemas.upload import ReceivedUpload
 from app.services import image_service
 from app.services.image_service import ThumbnailQueue
@@ -119,21 +120,21 @@ async def receive_upload(request: Request, max_bytes: int, read_timeout: float) 
 
 async def store_upload(
     request: Request,
-    session: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
     storage: StorageBackend,
     settings: Settings,
     thumbnails: ThumbnailQueue,
-    owner: User | None,
+    owner_id: uuid.UUID | None,
 ) -> tuple[Image, str | None]:
     """Read the upload from the body and hand it to the image service; the spooled file is closed after."""
     received = await receive_upload(request, settings.max_file_size_bytes, settings.upload_read_timeout_seconds)
     try:
         return await image_service.create_image(
-            session,
+            sessionmaker,
             storage,
             settings,
             received,
-            owner=owner,
+            owner_id=owner_id,
             client_ip=client_ip(request),
             thumbnails=thumbnails,
         )

@@ -92,7 +92,6 @@ async def logout(request: Request, csrf_token: OptionalFormText = None) -> Respo
 async def upload(
     _slot: UploadSlotDep,
     request: Request,
-    session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
     thumbnails: ThumbnailsDep,
@@ -102,10 +101,14 @@ async def upload(
     check_csrf(request)
     if user is None and not settings.allow_anonymous_uploads:
         return render(request, "_upload_error.html", {"message": "Log in to upload."}, status_code=401)
+    owner_id = None if user is None else user.id
+    sessionmaker = request.app.state.sessionmaker
     try:
-        image, delete_token = await store_upload(request, session, storage, settings, thumbnails, owner=user)
+        image, delete_token = await store_upload(
+            request, sessionmaker, storage, settings, thumbnails, owner_id=owner_id
+        )
     except AppError as error:
-        await abandon(session)  # a blob already written for this upload goes too
+        # Nothing to undo: an upload that fails writes no row and leaves no blob behind.
         return render(request, "_upload_error.html", {"message": error.message}, status_code=error.status_code)
     if delete_token is None:
         return Response(status_code=200, headers={"HX-Redirect": f"/image/{image.id}"})

@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from app.config import Settings
 from app.models import Image
-from tests.api.helpers import bucket_keys
+from tests.api.helpers import bucket_keys, image_row_count
 from tests.factories import bearer, make_jpeg, register, token_of, upload, upload_ok
 
 
@@ -58,6 +59,38 @@ async def test_upload_with_a_bad_token_is_refused_not_made_anonymous(client: htt
     response = await upload(client, make_jpeg(), headers=bearer("not-a-token"))
     assert response.status_code == 401
     assert response.json()["detail"]["code"] == "UNAUTHORIZED"
+
+
+@pytest.mark.parametrize("gone", ["deleted", "disabled"])
+async def test_upload_with_the_token_of_an_account_that_is_gone_is_refused_and_stores_nothing(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings, gone: str
+) -> None:
+    """The token is still validly signed; the INSERT itself finds no active owner and writes nothing."""
+    account = await register(client, "leaving@example.com")
+    statement = (
+        "DELETE FROM users WHERE id = :id" if gone == "deleted" else "UPDATE users SET is_active = false WHERE id = :id"
+    )
+    async with app.state.engine.begin() as connection:
+        await connection.execute(text(statement), {"id": uuid.UUID(account["user"]["id"])})
+    response = await upload(client, make_jpeg(), headers=bearer(account["access_token"]))
+    assert response.status_code == 401
+    assert response.json()["detail"] == {
+        "code": "UNAUTHORIZED",
+        "message": "The account for this token no longer exists.",
+        "details": {},
+    }
+    assert await image_row_count(app) == 0
+    assert bucket_keys(settings) == set()  # the original stored before the INSERT is gone again
+
+
+async def test_swagger_ui_sends_the_token_with_uploads(client: httpx.AsyncClient) -> None:
+    """The upload reads its token itself, so its OpenAPI operation must still declare the scheme."""
+    spec = (await client.get("/openapi.json")).json()
+    operation = spec["paths"]["/api/v1/images/upload"]["post"]
+    assert operation["security"] == [{"OAuth2PasswordBearer": []}]
+    assert "OAuth2PasswordBearer" in spec["components"]["securitySchemes"]
+    assert operation["requestBody"]["content"]["multipart/form-data"]["schema"]["required"] == ["file"]
+    assert operation["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith("/ImageUploaded")
 
 
 async def test_anonymous_upload_is_refused_when_disabled(postgres_url: str, settings: Settings) -> None:
