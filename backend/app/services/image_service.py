@@ -6,7 +6,9 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import BinaryIO, Protocol
 
 import anyio.to_thread
@@ -61,7 +63,17 @@ def _sha256(file: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def _analyse(upload: ReceivedUpload, settings: Settings) -> tuple[ImageInfo, str]:
+@dataclass(frozen=True)
+class _Accepted:
+    """What the worker thread made of an upload: what it is, its hash, and its new id and delete token."""
+
+    info: ImageInfo
+    checksum: str
+    image_id: uuid.UUID
+    delete_token: str | None
+
+
+def _accept(upload: ReceivedUpload, settings: Settings, *, anonymous: bool) -> _Accepted:
     info = inspect_image(
         upload.file,
         allowed_content_types=settings.allowed_content_types,
@@ -70,7 +82,14 @@ def _analyse(upload: ReceivedUpload, settings: Settings) -> tuple[ImageInfo, str
         # A JPEG is decoded at the thumbnail's scale and handed to the job: one decode, not two.
         thumbnail_side=settings.thumbnail_size,
     )
-    return info, _sha256(upload.file)
+    # The id and token are drawn here too: reading the OS's randomness releases the GIL, and on the
+    # event loop taking it back means waiting for busy worker threads.
+    return _Accepted(
+        info=info,
+        checksum=_sha256(upload.file),
+        image_id=uuid.uuid4(),
+        delete_token=new_delete_token() if anonymous else None,
+    )
 
 
 async def create_image(
@@ -86,17 +105,16 @@ async def create_image(
     """Validate an upload, store its bytes and add its row; UNAUTHORIZED if the owner's account is gone.
 
     Returns the image (not bound to a session) and, for an anonymous upload, its delete token: shown
-    once, stored hashed. The row is one INSERT in autocommit mode (ADR 0005): once it returns, the
+    once, stored hashed. The row is one INSERT in autocommit mode (ADR 0002): once it returns, the
     image exists for every client.
     """
     # Pillow and hashing are CPU work: off the event loop.
-    info, checksum = await anyio.to_thread.run_sync(_analyse, upload, settings)
-    image_id = uuid.uuid4()
+    accepted = await anyio.to_thread.run_sync(partial(_accept, upload, settings, anonymous=owner_id is None))
+    info, image_id, delete_token = accepted.info, accepted.image_id, accepted.delete_token
     extension = extension_for(info.content_type)
     storage_key = original_key(image_id, info.content_type)
     # Claimed for this process's thumbnail job in the same INSERT, when this process makes them.
     lease = thumbnails.lease_for_new_upload()
-    delete_token = None if owner_id is not None else new_delete_token()
     image = Image(
         id=image_id,
         filename=sanitize_filename(upload.filename, fallback_extension=extension),
@@ -105,7 +123,7 @@ async def create_image(
         file_size=upload.size,
         width=info.width,
         height=info.height,
-        checksum=checksum,
+        checksum=accepted.checksum,
         upload_ip=client_ip,
         created_at=utc_now(),
         owner_id=owner_id,

@@ -9,7 +9,6 @@ without anyone acting. Uploads enqueue their id after the commit for the fast pa
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import threading
@@ -243,7 +242,7 @@ class ThumbnailJobs:
                 "new_key": key,
                 "new_content_type": rendered.content_type,
                 "new_size": len(rendered.data),
-                "new_checksum": hashlib.sha256(rendered.data).hexdigest(),
+                "new_checksum": rendered.checksum,
             },
         )
         return updated > 0

@@ -7,6 +7,7 @@ caller does not retry it. Anything else that escapes is treated as transient by 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import zlib
@@ -55,6 +56,9 @@ class RenderedThumbnail:
     content_type: str
     width: int
     height: int
+    # SHA-256 hex of `data`, taken in the render's thread: hashing on the event loop would release the
+    # GIL and make the loop wait to take it back from busy worker threads.
+    checksum: str
 
 
 def thumbnail_key(image_id: str, content_type: str) -> str:
@@ -156,4 +160,7 @@ def _encode(thumbnail: Image.Image) -> RenderedThumbnail:
         thumbnail.save(buffer, "JPEG", quality=_JPEG_QUALITY, optimize=False, progressive=False)
         content_type = JPEG
     width, height = thumbnail.size
-    return RenderedThumbnail(data=buffer.getvalue(), content_type=content_type, width=width, height=height)
+    data = buffer.getvalue()
+    return RenderedThumbnail(
+        data=data, content_type=content_type, width=width, height=height, checksum=hashlib.sha256(data).hexdigest()
+    )
