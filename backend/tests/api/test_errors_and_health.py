@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,9 +11,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from moto.server import ThreadedMotoServer
+from sqlalchemy import text
 
 from app.config import Settings
 from app.main import create_app
+from tests.api.apps import running_app, without_workers
 from tests.api.helpers import image_row_count
 from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
 from tests.factories import make_jpeg, token_of, upload, upload_ok
@@ -128,6 +131,31 @@ async def test_storage_down_during_download_is_503(s3_app: tuple[FastAPI, Thread
         response = await client.get(created["url"])
         assert response.status_code == 503
         assert response.json()["detail"]["code"] == "STORAGE_UNAVAILABLE"
+
+
+async def test_connections_the_database_closed_are_replaced_not_failed(settings: Settings) -> None:
+    """A database restart closes every pooled connection; the requests after it get new ones.
+
+    Caused for real: pg_terminate_backend ends each of the app's connections but the asking one,
+    as a restart or a server-side idle timeout would. (No thumbnail workers: a job cut off mid-query
+    is the sweeper's business, not this test's.)
+    """
+    async with running_app(without_workers(settings)) as (app, client):
+        created = await asyncio.gather(*(upload_ok(client) for _ in range(4)))  # pooled connections
+        async with app.state.engine.connect() as connection:
+            ended = await connection.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+        assert ended >= 1
+        await asyncio.sleep(0.1)  # the server's goodbye reaches the sockets, as it has long before a later request
+        for _ in range(4):
+            uploaded = await upload(client, make_jpeg())  # the INSERT checks out a pooled connection
+            assert uploaded.status_code == 201, uploaded.text
+        for image in created:  # pending thumbnails are not cached: each read goes to the database
+            assert (await client.get(f"/api/v1/images/{image['id']}")).status_code == 200
 
 
 async def test_database_down_makes_health_unhealthy_and_requests_503(tmp_path: Path) -> None:
