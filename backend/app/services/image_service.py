@@ -64,16 +64,20 @@ def _sha256(file: BinaryIO) -> str:
 
 
 @dataclass(frozen=True)
-class _Accepted:
-    """What the worker thread made of an upload: what it is, its hash, and its new id and delete token."""
+class _Stored:
+    """An accepted upload, stored: what it is, its hash, its new id, key and delete token."""
 
     info: ImageInfo
     checksum: str
     image_id: uuid.UUID
+    storage_key: str
     delete_token: str | None
 
 
-def _accept(upload: ReceivedUpload, settings: Settings, *, anonymous: bool) -> _Accepted:
+def _accept_and_store(
+    upload: ReceivedUpload, settings: Settings, storage: StorageBackend, *, anonymous: bool
+) -> _Stored:
+    """Validate and hash the upload, then store it: one worker-thread hop for the lot (blocking)."""
     info = inspect_image(
         upload.file,
         allowed_content_types=settings.allowed_content_types,
@@ -82,12 +86,17 @@ def _accept(upload: ReceivedUpload, settings: Settings, *, anonymous: bool) -> _
         # A JPEG is decoded at the thumbnail's scale and handed to the job: one decode, not two.
         thumbnail_side=settings.thumbnail_size,
     )
+    checksum = _sha256(upload.file)
     # The id and token are drawn here too: reading the OS's randomness releases the GIL, and on the
     # event loop taking it back means waiting for busy worker threads.
-    return _Accepted(
+    image_id = uuid.uuid4()
+    storage_key = original_key(image_id, info.content_type)
+    storage.save_blocking(storage_key, upload.file, upload.size, info.content_type)
+    return _Stored(
         info=info,
-        checksum=_sha256(upload.file),
-        image_id=uuid.uuid4(),
+        checksum=checksum,
+        image_id=image_id,
+        storage_key=storage_key,
         delete_token=new_delete_token() if anonymous else None,
     )
 
@@ -108,22 +117,22 @@ async def create_image(
     once, stored hashed. The row is one INSERT in autocommit mode (ADR 0002): once it returns, the
     image exists for every client.
     """
-    # Pillow and hashing are CPU work: off the event loop.
-    accepted = await anyio.to_thread.run_sync(partial(_accept, upload, settings, anonymous=owner_id is None))
-    info, image_id, delete_token = accepted.info, accepted.image_id, accepted.delete_token
-    extension = extension_for(info.content_type)
-    storage_key = original_key(image_id, info.content_type)
+    # Pillow, hashing and the blocking write are off the event loop, in one thread hop.
+    stored = await anyio.to_thread.run_sync(
+        partial(_accept_and_store, upload, settings, storage, anonymous=owner_id is None)
+    )
+    info, image_id, storage_key, delete_token = stored.info, stored.image_id, stored.storage_key, stored.delete_token
     # Claimed for this process's thumbnail job in the same INSERT, when this process makes them.
     lease = thumbnails.lease_for_new_upload()
     image = Image(
         id=image_id,
-        filename=sanitize_filename(upload.filename, fallback_extension=extension),
+        filename=sanitize_filename(upload.filename, fallback_extension=extension_for(info.content_type)),
         storage_key=storage_key,
         content_type=info.content_type,
         file_size=upload.size,
         width=info.width,
         height=info.height,
-        checksum=accepted.checksum,
+        checksum=stored.checksum,
         upload_ip=client_ip,
         created_at=utc_now(),
         owner_id=owner_id,
@@ -132,7 +141,6 @@ async def create_image(
         thumbnail_attempts=0 if lease is None else 1,
         thumbnail_lease_until=lease,
     )
-    await storage.save(storage_key, upload.file, upload.size, info.content_type)
     try:
         inserted = await _insert_row(sessionmaker, image)
     except BaseException:

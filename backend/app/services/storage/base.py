@@ -11,6 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Mapping
 from typing import BinaryIO
 
+import anyio.to_thread
+
 CHUNK_SIZE = 256 * 1024
 # A range up to this size is read whole when the object is opened: one hop, one response body.
 WHOLE_READ_LIMIT = 1024 * 1024
@@ -35,9 +37,18 @@ class StorageBackend(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release connections."""
 
-    @abstractmethod
     async def save(self, key: str, source: BinaryIO, size: int, content_type: str) -> None:
         """Store `size` bytes read from `source` (positioned at 0) under `key`, streaming."""
+        # One thread hop for the whole write: sizes are bounded by the upload limit.
+        await anyio.to_thread.run_sync(self.save_blocking, key, source, size, content_type)
+
+    @abstractmethod
+    def save_blocking(self, key: str, source: BinaryIO, size: int, content_type: str) -> None:
+        """`save` for a caller already on a worker thread: it blocks, so never call it on the event loop.
+
+        Work that ends in storing its result (an upload's validation, a thumbnail's render) does
+        both in one hop: under load every hop waits its turn for a thread and for the event loop.
+        """
 
     @abstractmethod
     async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:

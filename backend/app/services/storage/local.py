@@ -44,13 +44,10 @@ class LocalStorage(StorageBackend):
         except OSError as error:
             raise StorageUnavailable(f"cannot create the storage folder {self.root}: {error.strerror}") from error
 
-    async def save(self, key: str, source: BinaryIO, size: int, content_type: str) -> None:
+    def save_blocking(self, key: str, source: BinaryIO, size: int, content_type: str) -> None:
         """Write `size` bytes from `source` to a temporary file, then move it into place atomically."""
-        path = self.path_for(key)
         try:
-            # One thread hop for the whole write: sizes are bounded by the upload limit, and every hop
-            # costs the event loop as much as a small write does.
-            await anyio.to_thread.run_sync(_write_atomically, path, source, size)
+            _write_atomically(self.path_for(key), source, size)
         except OSError as error:
             raise StorageUnavailable() from error
 

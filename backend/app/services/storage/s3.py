@@ -101,9 +101,9 @@ class S3Storage(StorageBackend):
         """Close pooled connections."""
         self._http.clear()
 
-    async def save(self, key: str, source: BinaryIO, size: int, content_type: str) -> None:
+    def save_blocking(self, key: str, source: BinaryIO, size: int, content_type: str) -> None:
         """Upload `size` bytes from `source` under `key`, one part at a time."""
-        await self._call(
+        self._mapped(
             lambda: self._client.put_object(
                 self.bucket,
                 key,
@@ -179,8 +179,12 @@ class S3Storage(StorageBackend):
                 raise
 
     async def _call(self, function: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(self._mapped, function)
+
+    def _mapped(self, function: Callable[[], T]) -> T:
+        """Run a blocking minio call, its failures as the storage interface names them."""
         try:
-            return await anyio.to_thread.run_sync(function)
+            return function()
         except S3Error as error:
             if error.code in MISSING_KEY_CODES:
                 raise StoredObjectMissing(error.object_name) from None
