@@ -178,14 +178,13 @@ class ThumbnailJobs:
             rendered = await self._render(image_id, storage_key, decoded)
             if rendered is None:
                 return  # postponed
-            key = thumbnail_key(str(image_id), rendered.content_type)
-            await self._storage.save(key, io.BytesIO(rendered.data), len(rendered.data), rendered.content_type)
         except ThumbnailError as error:
             await self._finish_failed(image_id, f"cannot make a thumbnail: {error}")
             return
         except Exception as error:
             await self._retry_later(image_id, attempts, error)
             return
+        key = thumbnail_key(str(image_id), rendered.content_type)
         if not await self._finish_ready(image_id, key, rendered):
             await self._storage.delete(key)  # the image was deleted while we worked
             return
@@ -201,7 +200,7 @@ class ThumbnailJobs:
     async def _render(
         self, image_id: uuid.UUID, storage_key: str, decoded: DecodedFrame | None
     ) -> RenderedThumbnail | None:
-        """Render in a worker thread once a slot is free; None if the job was postponed instead."""
+        """Render and store in a worker thread once a slot is free; None if the job was postponed instead."""
         async with self._render_gate:
             if not self._render_slots.acquire(blocking=False):
                 # Every slot is held, by renders that ran out of time and are still finishing.
@@ -216,8 +215,11 @@ class ThumbnailJobs:
                     # reads by the slots, so memory is bounded too.
                     source = await self._read_original(storage_key)
                     render = partial(render_thumbnail, source, max_side=self._settings.thumbnail_size)
+                # Stored by the same thread: one hop per job, not two. A render given up on time may
+                # still store its file; the retry writes the same key again.
+                store = partial(_render_and_store, render, self._storage, str(image_id))
                 with anyio.fail_after(self._settings.thumbnail_timeout_seconds):
-                    return await anyio.to_thread.run_sync(ticket.run, render, abandon_on_cancel=True)
+                    return await anyio.to_thread.run_sync(ticket.run, store, abandon_on_cancel=True)
             finally:
                 ticket.give_up()
 
@@ -287,7 +289,19 @@ class ThumbnailJobs:
             )
 
     async def close(self) -> None:
+        """Close the queue (after `run` has ended): both ends, so neither is left for the garbage collector."""
         await self._send.aclose()
+        await self._receive.aclose()
+
+
+def _render_and_store(
+    render: Callable[[], RenderedThumbnail], storage: StorageBackend, image_id: str
+) -> RenderedThumbnail:
+    """Render, then save the thumbnail under its key (blocking: a worker thread's whole job)."""
+    rendered = render()
+    key = thumbnail_key(image_id, rendered.content_type)
+    storage.save_blocking(key, io.BytesIO(rendered.data), len(rendered.data), rendered.content_type)
+    return rendered
 
 
 class RenderTicket:
