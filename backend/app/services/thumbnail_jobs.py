@@ -95,13 +95,23 @@ class ThumbnailJobs:
         self._render_slots = threading.BoundedSemaphore(settings.thumbnail_concurrency)
         self._lease = timedelta(seconds=settings.thumbnail_timeout_seconds * 2 + 30)
 
+    @property
+    def queued(self) -> int:
+        """Ids waiting in this process's queue."""
+        return self._send.statistics().current_buffer_used
+
     def lease_for_new_upload(self) -> datetime | None:
         """The lease an upload's row can be inserted with when this process will make its thumbnail.
 
-        A claim written with the row saves the job its own claiming UPDATE. If the process dies or
-        the queue is full, the lease runs out and the sweeper takes the job, as after any crash.
+        A claim written with the row saves the job its own claiming UPDATE. If the process dies, the
+        lease runs out and the sweeper takes the job, as after any crash. No claim once the queue is
+        half full: an id dropped from a full queue must leave a row the sweeper takes at once, not one
+        claimed for minutes by a job that will never run (the other half is room for the uploads in
+        flight and a sweep's batch between this call and `enqueue`).
         """
-        return utc_now() + self._lease if self._consuming else None
+        if not self._consuming or self.queued > QUEUE_CAPACITY // 2:
+            return None
+        return utc_now() + self._lease
 
     def enqueue(self, image_id: uuid.UUID, upload: NewUpload | None = None) -> None:
         """Ask for this image's thumbnail soon; never blocks, never fails the caller.

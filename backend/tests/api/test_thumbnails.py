@@ -20,7 +20,7 @@ from app.config import Settings
 from app.models import Image as ImageRow
 from app.models.base import utc_now
 from app.services.storage import StorageBackend
-from app.services.thumbnail_jobs import ThumbnailJobs
+from app.services.thumbnail_jobs import QUEUE_CAPACITY, ThumbnailJobs
 from app.services.thumbnail_render import render_thumbnail
 from tests.api.apps import running_app, without_workers
 from tests.api.helpers import bucket_keys
@@ -221,6 +221,43 @@ async def test_upload_row_is_claimed_for_its_process_and_taken_over_when_the_cla
             )
         await wait_for_row(survivor, created["id"], lambda row: row.thumbnail_status == "ready", what="the takeover")
         assert (await image_row(survivor, created["id"])).thumbnail_attempts == 2
+
+
+async def test_uploads_are_not_claimed_while_the_thumbnail_queue_is_half_full(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst that fills the queue drops ids; their rows must be free for the sweeper, not claimed.
+
+    The jobs are held (their processing waits on an event) so the queue fills for certain.
+    """
+    async with running_app(settings) as (app, client):
+        jobs: ThumbnailJobs = app.state.thumbnails
+        release = anyio.Event()
+
+        async def held(_image_id: uuid.UUID) -> None:
+            await release.wait()
+
+        monkeypatch.setattr(jobs, "process", held)
+        claimed = await upload_ok(client)
+        while jobs.queued <= QUEUE_CAPACITY // 2:  # the held jobs take a few first
+            jobs.enqueue(uuid.uuid4())
+            await anyio.sleep(0)
+        not_claimed = await upload_ok(client)
+        for _ in range(QUEUE_CAPACITY):
+            jobs.enqueue(uuid.uuid4())  # full: the ids beyond it are dropped
+        dropped = await upload_ok(client)
+        for created, lease in ((claimed, True), (not_claimed, False), (dropped, False)):
+            row = await image_row(app, created["id"])
+            assert (row.thumbnail_lease_until is not None, row.thumbnail_attempts) == (lease, int(lease))
+        release.set()
+        monkeypatch.undo()
+
+        async def queue_drained() -> bool:
+            return jobs.queued == 0
+
+        await wait_until(queue_drained, what="the queue of unknown ids to drain")
+        await jobs.sweep_once()  # what every sweep does: the dropped upload's free row is found at once
+        await wait_for_row(app, dropped["id"], lambda row: row.thumbnail_status == "ready", what="the dropped job")
 
 
 async def test_thumbnail_whose_job_was_lost_is_made_by_another_process_without_a_request(
