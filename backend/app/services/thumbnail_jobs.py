@@ -49,6 +49,7 @@ MAX_DECODED_BYTES = 32 * 1024 * 1024
 # disk (claim, save with fsync, finish), so several overlap while renders stay bounded by the slots.
 JOBS_PER_RENDER_SLOT = 4
 SWEEP_BATCH = 100
+SWEEP_POLL_SECONDS = 0.1  # how often a sweep that found a full batch looks whether the queue has emptied
 MAX_RETRY_DELAY_SECONDS = 300.0
 
 # Called when a job settles (ready or failed), e.g. to drop cached metadata that still says "pending".
@@ -154,11 +155,18 @@ class ThumbnailJobs:
 
     async def _sweep_forever(self) -> None:
         while True:
+            found = 0
             try:
-                await self.sweep_once()
+                found = await self.sweep_once()
             except Exception as error:
                 logger.warning("thumbnail sweep failed (%s); trying again later", type(error).__name__)
-            await anyio.sleep(self._settings.thumbnail_sweep_interval_seconds)
+            if found < SWEEP_BATCH:
+                await anyio.sleep(self._settings.thumbnail_sweep_interval_seconds)
+                continue
+            # A full batch: more are waiting (a burst overflowed the queue). Sweep again as soon as this
+            # batch has been taken, not a whole interval later; not before, or it would find it again.
+            while self.queued > 0:  # noqa: ASYNC110 - the queue has no event for "empty"; polling it is cheap
+                await anyio.sleep(SWEEP_POLL_SECONDS)
 
     async def sweep_once(self) -> int:
         """Enqueue pending images that nobody is working on; returns how many."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 from PIL import Image, ImageChops, ImageStat
@@ -20,7 +21,7 @@ from app.config import Settings
 from app.models import Image as ImageRow
 from app.models.base import utc_now
 from app.services.storage import StorageBackend
-from app.services.thumbnail_jobs import QUEUE_CAPACITY, ThumbnailJobs
+from app.services.thumbnail_jobs import QUEUE_CAPACITY, SWEEP_BATCH, ThumbnailJobs
 from app.services.thumbnail_render import render_thumbnail
 from tests.api.apps import running_app, without_workers
 from tests.api.helpers import bucket_keys
@@ -241,7 +242,7 @@ async def test_uploads_are_not_claimed_while_the_thumbnail_queue_is_half_full(
         claimed = await upload_ok(client)
         while jobs.queued <= QUEUE_CAPACITY // 2:  # the held jobs take a few first
             jobs.enqueue(uuid.uuid4())
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
         not_claimed = await upload_ok(client)
         for _ in range(QUEUE_CAPACITY):
             jobs.enqueue(uuid.uuid4())  # full: the ids beyond it are dropped
@@ -258,6 +259,20 @@ async def test_uploads_are_not_claimed_while_the_thumbnail_queue_is_half_full(
         await wait_until(queue_drained, what="the queue of unknown ids to drain")
         await jobs.sweep_once()  # what every sweep does: the dropped upload's free row is found at once
         await wait_for_row(app, dropped["id"], lambda row: row.thumbnail_status == "ready", what="the dropped job")
+
+
+async def test_a_backlog_larger_than_a_sweep_is_drained_without_waiting_an_interval_per_batch(
+    settings: Settings,
+) -> None:
+    """Jobs found by sweeps (after a restart, or dropped by a full queue) are taken batch after batch."""
+    backlog = SWEEP_BATCH + SWEEP_BATCH // 2
+    async with running_app(without_workers(settings), empty_tables_on_exit=False) as (_dead, client):
+        created = [await upload_ok(client, make_jpeg(64, 48)) for _ in range(backlog)]
+    # Far longer than the test may take: only the sweep that follows a full batch can find the rest.
+    patient = settings.model_copy(update={"thumbnail_sweep_interval_seconds": 600.0})
+    async with running_app(patient) as (survivor, _client):
+        for image in (created[0], created[-1]):
+            await wait_for_row(survivor, image["id"], lambda row: row.thumbnail_status == "ready", what="the backlog")
 
 
 async def test_thumbnail_whose_job_was_lost_is_made_by_another_process_without_a_request(
