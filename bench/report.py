@@ -346,6 +346,10 @@ def markdown(results: Results) -> str:
         "not timed here.",
         "- Where a target is missed, `bash bench/run.sh --profile` writes py-spy flame graphs to "
         "bench/results/ to show where the time goes.",
+        "- The upload scenario is the most sensitive to the machine: on these shared 2-core machines it moved "
+        "by up to 10% between runs minutes apart, and creating files soon after many were deleted (a previous "
+        "run's clean-up, a test run) costs ext4 extra work per new file. Compare uploads within one run, or "
+        "repeat the run.",
         "",
         "Raw figures of the latest run: `bench/results/latest.json` (git-ignored).",
         "",
