@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -50,6 +51,32 @@ def test_embedded_default_uploads_serves_and_deletes_over_http(embedded_server: 
         assert client.delete(f"/api/v1/images/{image['id']}", headers=headers).status_code == 204
         assert client.get(image["url"]).status_code == 404
         assert not (storage / f"{image['id']}.jpg").exists()
+
+
+def test_embedded_default_gives_an_account_its_uploads_and_refuses_a_gone_account(
+    embedded_server: tuple[str, Path], tmp_path: Path
+) -> None:
+    """On SQLite too, an owned upload's INSERT writes only for an active account (ADR 0002)."""
+    base_url, storage = embedded_server
+    with httpx.Client(base_url=base_url) as client:
+        account = client.post(
+            "/api/v1/auth/register", json={"email": "embedded@example.com", "password": "correct horse battery"}
+        ).json()
+        headers = {"Authorization": f"Bearer {account['access_token']}"}
+        files = {"file": ("mine.jpg", make_jpeg(120, 80), "image/jpeg")}
+        created = client.post("/api/v1/images/upload", files=files, headers=headers)
+        assert created.status_code == 201, created.text
+        assert created.json()["delete_token"] is None
+        mine = client.get("/api/v1/users/me/images", headers=headers).json()["items"]
+        assert [image["id"] for image in mine] == [created.json()["id"]]
+
+        with sqlite3.connect(tmp_path / "chitram.db") as database:
+            database.execute("UPDATE users SET is_active = 0")
+        refused = client.post("/api/v1/images/upload", files=files, headers=headers)
+        assert refused.status_code == 401
+        assert refused.json()["detail"]["code"] == "UNAUTHORIZED"
+        originals = [path.name for path in storage.iterdir() if path.is_file()]
+        assert originals == [f"{created.json()['id']}.jpg"]  # the refused upload's original is gone again
 
 
 @pytest.mark.parametrize(
