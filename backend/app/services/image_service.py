@@ -13,6 +13,7 @@ from typing import BinaryIO, Protocol
 
 import anyio.to_thread
 from sqlalchemy import bindparam, exists, insert, select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -145,12 +146,15 @@ async def create_image(
         inserted = await _insert_row(sessionmaker, image)
     except BaseException:
         # The object store cannot join the database's transaction: a row that was not written takes
-        # its blob with it (also when the request is cancelled meanwhile).
+        # its blob with it (also when the request is cancelled meanwhile). A failure can also strike
+        # after the server wrote the row (a lost connection, a cancellation mid-round-trip), so the
+        # blob goes only once the row is known to be absent.
         with anyio.CancelScope(shield=True):
-            await _remove_orphan(storage, storage_key)
+            await _remove_orphan_unless_recorded(sessionmaker, storage, image_id, storage_key)
         raise
     if not inserted:
-        await _remove_orphan(storage, storage_key)
+        with anyio.CancelScope(shield=True):
+            await _remove_orphan(storage, storage_key)
         raise Unauthorized("The account for this token no longer exists.")
     # Only now: a job must never look for a row that is not there yet.
     thumbnails.enqueue(image_id, NewUpload(storage_key=storage_key, decoded=info.decoded, claimed=lease is not None))
@@ -162,11 +166,32 @@ async def _insert_row(sessionmaker: async_sessionmaker[AsyncSession], image: Ima
     row = {column: getattr(image, column) for column in _ROW_COLUMNS}
     if image.owner_id is None:
         inserted, _ = await execute_alone(sessionmaker, _INSERT_ANONYMOUS, row)
-    else:
-        # The owner is checked by the INSERT itself: no separate lookup, and no account deleted or
-        # disabled between a lookup and the write can own a new image.
+        return inserted == 1
+    # The owner is checked by the INSERT itself: no separate lookup, and no account deleted or
+    # disabled between a lookup and the write can own a new image.
+    try:
         inserted, _ = await execute_alone(sessionmaker, _INSERT_OWNED, row)
+    except IntegrityError:
+        return False  # the account was deleted between the EXISTS and the foreign key's own check
     return inserted == 1
+
+
+async def _remove_orphan_unless_recorded(
+    sessionmaker: async_sessionmaker[AsyncSession], storage: StorageBackend, image_id: uuid.UUID, storage_key: str
+) -> None:
+    """After a failed INSERT: remove the blob unless its row was written after all.
+
+    When the database cannot even be asked (it is down), the row is taken as not written, as the
+    request reports: a blob kept for a row that never came would be an orphan nobody knows about.
+    """
+    try:
+        _, row = await execute_alone(sessionmaker, _ROW_EXISTS, {"image_id": image_id})
+    except Exception:
+        row = None
+    if row is not None:
+        logger.warning("upload %s failed after its row was written; its object %s is kept", image_id, storage_key)
+        return
+    await _remove_orphan(storage, storage_key)
 
 
 async def _remove_orphan(storage: StorageBackend, storage_key: str) -> None:
@@ -295,6 +320,7 @@ _ROW_COLUMNS = (
     "thumbnail_attempts",
     "thumbnail_lease_until",
 )
+_ROW_EXISTS = select(Image.id).where(Image.id == bindparam("image_id"))
 _ROW_PARAMETERS = {column: bindparam(column, type_=Image.__table__.c[column].type) for column in _ROW_COLUMNS}
 _INSERT_ANONYMOUS = insert(Image).values(_ROW_PARAMETERS)
 _INSERT_OWNED = insert(Image).from_select(
