@@ -164,9 +164,11 @@ class ThumbnailJobs:
                 await anyio.sleep(self._settings.thumbnail_sweep_interval_seconds)
                 continue
             # A full batch: more are waiting (a burst overflowed the queue). Sweep again as soon as this
-            # batch has been taken, not a whole interval later; not before, or it would find it again.
-            while self.queued > 0:  # noqa: ASYNC110 - the queue has no event for "empty"; polling it is cheap
-                await anyio.sleep(SWEEP_POLL_SECONDS)
+            # batch has been taken (not before, or it would find it again), and at the latest after the
+            # usual interval, so a queue that never empties under load still gets its sweeps.
+            with anyio.move_on_after(self._settings.thumbnail_sweep_interval_seconds):
+                while self.queued > 0:  # noqa: ASYNC110 - the queue has no event for "empty"; polling is cheap
+                    await anyio.sleep(SWEEP_POLL_SECONDS)
 
     async def sweep_once(self) -> int:
         """Enqueue pending images that nobody is working on; returns how many."""
@@ -233,9 +235,8 @@ class ThumbnailJobs:
                     # reads by the slots, so memory is bounded too.
                     source = await self._read_original(storage_key)
                     render = partial(render_thumbnail, source, max_side=self._settings.thumbnail_size)
-                # Stored by the same thread: one hop per job, not two. A render given up on time may
-                # still store its file; the retry writes the same key again.
-                store = partial(_render_and_store, render, self._storage, str(image_id))
+                # Stored by the same thread: one hop per job, not two (the time limit covers both).
+                store = partial(_render_and_store, render, self._storage, str(image_id), ticket)
                 with anyio.fail_after(self._settings.thumbnail_timeout_seconds):
                     return await anyio.to_thread.run_sync(ticket.run, store, abandon_on_cancel=True)
             finally:
@@ -313,10 +314,16 @@ class ThumbnailJobs:
 
 
 def _render_and_store(
-    render: Callable[[], RenderedThumbnail], storage: StorageBackend, image_id: str
+    render: Callable[[], RenderedThumbnail], storage: StorageBackend, image_id: str, ticket: RenderTicket
 ) -> RenderedThumbnail:
-    """Render, then save the thumbnail under its key (blocking: a worker thread's whole job)."""
+    """Render, then save the thumbnail under its key (blocking: a worker thread's whole job).
+
+    A render that outlived its time limit stores nothing: its job has moved on (a retry, or the
+    image's deletion), and a late write could leave a file nobody records.
+    """
     rendered = render()
+    if ticket.given_up:
+        raise TimeoutError("the job stopped waiting for this render")
     key = thumbnail_key(image_id, rendered.content_type)
     storage.save_blocking(key, io.BytesIO(rendered.data), len(rendered.data), rendered.content_type)
     return rendered
@@ -335,6 +342,7 @@ class RenderTicket:
         self._slots = slots
         self._lock = threading.Lock()
         self._state = "waiting"  # -> "running" -> "done", or -> "abandoned"
+        self._left_running = False
 
     def run(self, render: Callable[[], RenderedThumbnail]) -> RenderedThumbnail:
         with self._lock:
@@ -348,11 +356,18 @@ class RenderTicket:
                 self._state = "done"
             self._slots.release()
 
+    @property
+    def given_up(self) -> bool:
+        """Whether the waiting side stopped waiting (a time-out) while the thread was still running."""
+        return self._left_running
+
     def give_up(self) -> None:
         """Called by the waiting side when it is done with the render, however that went."""
         with self._lock:
             if self._state != "waiting":
-                return  # the thread ran (or runs) and frees the slot itself
+                # The thread ran (or runs) and frees the slot itself.
+                self._left_running = self._state == "running"
+                return
             self._state = "abandoned"
         self._slots.release()
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import threading
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
 import anyio.to_thread
 import pytest
 
-from app.services.thumbnail_jobs import RenderTicket
+from app.services.storage.local import LocalStorage
+from app.services.thumbnail_jobs import RenderTicket, _render_and_store
+from app.services.thumbnail_render import RenderedThumbnail
 
 
 async def _slot_frees_within(slots: threading.BoundedSemaphore, seconds: float) -> bool:
@@ -56,3 +60,42 @@ def test_a_finished_render_frees_its_slot_once() -> None:
     assert result == "ok"
     ticket.give_up()  # nothing more to free: a second release would raise in a BoundedSemaphore
     assert slots.acquire(blocking=False)
+
+
+def _thumbnail() -> RenderedThumbnail:
+    return RenderedThumbnail(data=b"thumb", content_type="image/jpeg", width=1, height=1, checksum="0" * 64)
+
+
+async def test_a_render_that_outlived_its_time_limit_stores_nothing(tmp_path: Path) -> None:
+    """Its job has moved on (a retry, or the image's deletion): a late file would be recorded by nobody."""
+    storage = LocalStorage(tmp_path)
+    await storage.startup()
+    slots = threading.BoundedSemaphore(1)
+    assert slots.acquire(blocking=False)
+    ticket = RenderTicket(slots)
+    finish = threading.Event()
+
+    def slow_render() -> RenderedThumbnail:
+        finish.wait(10)
+        return _thumbnail()
+
+    store = partial(_render_and_store, slow_render, storage, "late", ticket)
+    with pytest.raises(TimeoutError), anyio.fail_after(0.1):
+        await anyio.to_thread.run_sync(ticket.run, store, abandon_on_cancel=True)
+    ticket.give_up()
+    finish.set()
+    assert await _slot_frees_within(slots, 5)  # the thread has ended
+    assert not (tmp_path / "thumbnails" / "late.jpg").exists()
+
+
+async def test_a_render_in_time_is_stored_by_its_own_thread(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    await storage.startup()
+    slots = threading.BoundedSemaphore(1)
+    assert slots.acquire(blocking=False)
+    ticket = RenderTicket(slots)
+    store = partial(_render_and_store, _thumbnail, storage, "in-time", ticket)
+    rendered = await anyio.to_thread.run_sync(ticket.run, store)
+    ticket.give_up()
+    assert rendered.data == b"thumb"
+    assert (tmp_path / "thumbnails" / "in-time.jpg").read_bytes() == b"thumb"
