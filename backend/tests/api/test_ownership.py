@@ -12,6 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from app.api.web_support import CSRF_COOKIE_NAME, CSRF_HEADER_NAME
 from app.config import Settings
 from app.models import Image
 from tests.api.helpers import bucket_keys, image_row_count
@@ -81,6 +82,22 @@ async def test_upload_with_the_token_of_an_account_that_is_gone_is_refused_and_s
     }
     assert await image_row_count(app) == 0
     assert bucket_keys(settings) == set()  # the original stored before the INSERT is gone again
+
+
+async def test_an_api_upload_on_the_browsers_session_cookie_needs_the_csrf_token(
+    client: httpx.AsyncClient, app: FastAPI, settings: Settings
+) -> None:
+    """The upload reads its token itself: a cookie-borne token must come with our pages' CSRF token."""
+    account = await register(client, "cookie@example.com")
+    cookie = f"{app.state.session_cookie_name}={account['access_token']}; {CSRF_COOKIE_NAME}=csrf-value"
+    refused = await upload(client, make_jpeg(), headers={"Cookie": cookie})
+    assert refused.status_code == 403
+    assert refused.json()["detail"]["code"] == "FORBIDDEN"
+    assert await image_row_count(app) == 0
+    assert bucket_keys(settings) == set()
+    accepted = await upload(client, make_jpeg(), headers={"Cookie": cookie, CSRF_HEADER_NAME: "csrf-value"})
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["delete_token"] is None  # owned by the cookie's account
 
 
 async def test_swagger_ui_sends_the_token_with_uploads(client: httpx.AsyncClient) -> None:
