@@ -66,13 +66,18 @@ def _thumbnail() -> RenderedThumbnail:
     return RenderedThumbnail(data=b"thumb", content_type="image/jpeg", width=1, height=1, checksum="0" * 64)
 
 
-async def test_a_render_that_outlived_its_time_limit_stores_nothing(tmp_path: Path) -> None:
-    """Its job has moved on (a retry, or the image's deletion): a late file would be recorded by nobody."""
-    storage = LocalStorage(tmp_path)
+async def _storage_and_held_slot(root: Path) -> tuple[LocalStorage, threading.BoundedSemaphore, RenderTicket]:
+    """Local storage, and one render slot taken for a ticket, as `ThumbnailJobs._render` takes it."""
+    storage = LocalStorage(root)
     await storage.startup()
     slots = threading.BoundedSemaphore(1)
     assert slots.acquire(blocking=False)
-    ticket = RenderTicket(slots)
+    return storage, slots, RenderTicket(slots)
+
+
+async def test_a_render_that_outlived_its_time_limit_stores_nothing(tmp_path: Path) -> None:
+    """Its job has moved on (a retry, or the image's deletion): a late file would be recorded by nobody."""
+    storage, slots, ticket = await _storage_and_held_slot(tmp_path)
     finish = threading.Event()
 
     def slow_render() -> RenderedThumbnail:
@@ -89,11 +94,7 @@ async def test_a_render_that_outlived_its_time_limit_stores_nothing(tmp_path: Pa
 
 
 async def test_a_render_in_time_is_stored_by_its_own_thread(tmp_path: Path) -> None:
-    storage = LocalStorage(tmp_path)
-    await storage.startup()
-    slots = threading.BoundedSemaphore(1)
-    assert slots.acquire(blocking=False)
-    ticket = RenderTicket(slots)
+    storage, _slots, ticket = await _storage_and_held_slot(tmp_path)
     store = partial(_render_and_store, _thumbnail, storage, "in-time", ticket)
     rendered = await anyio.to_thread.run_sync(ticket.run, store)
     ticket.give_up()
