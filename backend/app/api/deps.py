@@ -89,7 +89,7 @@ def presented_user_id(request: Request, header_token: str | None) -> uuid.UUID |
     return decode_access_token(presented, secret=request.app.state.jwt_secret)
 
 
-def header_token(request: Request) -> str | None:
+def authorization_bearer(request: Request) -> str | None:
     """The Bearer token of the Authorization header, as `oauth2_scheme` reads it, for routes without dependencies."""
     scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
     return token if scheme.lower() == "bearer" and token else None

@@ -14,7 +14,7 @@ from app.api.deps import (
     OptionalUserDep,
     SessionDep,
     StorageDep,
-    header_token,
+    authorization_bearer,
     presented_user_id,
 )
 from app.api.file_responses import stored_file_response
@@ -77,7 +77,7 @@ async def upload_image(request: Request) -> Response:
     # No dependencies, like the hot reads (each costs a resolution per request: docs/performance.md).
     # The token is checked before an upload slot is taken or a byte of the body is read.
     state = request.app.state
-    owner_id = presented_user_id(request, header_token(request))
+    owner_id = presented_user_id(request, authorization_bearer(request))
     if owner_id is None and not state.settings.allow_anonymous_uploads:
         raise Unauthorized("Anonymous uploads are disabled; log in to upload.")
     async with state.upload_slots.acquire():
