@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import anyio.to_thread
 from sqlalchemy import bindparam, exists, insert, select, tuple_
@@ -125,25 +125,25 @@ async def create_image(
     info, image_id, storage_key, delete_token = stored.info, stored.image_id, stored.storage_key, stored.delete_token
     # Claimed for this process's thumbnail job in the same INSERT, when this process makes them.
     lease = thumbnails.lease_for_new_upload()
-    image = Image(
-        id=image_id,
-        filename=sanitize_filename(upload.filename, fallback_extension=extension_for(info.content_type)),
-        storage_key=storage_key,
-        content_type=info.content_type,
-        file_size=upload.size,
-        width=info.width,
-        height=info.height,
-        checksum=stored.checksum,
-        upload_ip=client_ip,
-        created_at=utc_now(),
-        owner_id=owner_id,
-        delete_token_hash=None if delete_token is None else hash_delete_token(delete_token),
-        thumbnail_status=ThumbnailStatus.PENDING,
-        thumbnail_attempts=0 if lease is None else 1,
-        thumbnail_lease_until=lease,
-    )
+    row = {
+        "id": image_id,
+        "filename": sanitize_filename(upload.filename, fallback_extension=extension_for(info.content_type)),
+        "storage_key": storage_key,
+        "content_type": info.content_type,
+        "file_size": upload.size,
+        "width": info.width,
+        "height": info.height,
+        "checksum": stored.checksum,
+        "upload_ip": client_ip,
+        "created_at": utc_now(),
+        "owner_id": owner_id,
+        "delete_token_hash": None if delete_token is None else hash_delete_token(delete_token),
+        "thumbnail_status": ThumbnailStatus.PENDING,
+        "thumbnail_attempts": 0 if lease is None else 1,
+        "thumbnail_lease_until": lease,
+    }
     try:
-        inserted = await _insert_row(sessionmaker, image)
+        inserted = await _insert_row(sessionmaker, row)
     except BaseException:
         # The object store cannot join the database's transaction: a row that was not written takes
         # its blob with it (also when the request is cancelled meanwhile). A failure can also strike
@@ -158,13 +158,12 @@ async def create_image(
         raise Unauthorized("The account for this token no longer exists.")
     # Only now: a job must never look for a row that is not there yet.
     thumbnails.enqueue(image_id, NewUpload(storage_key=storage_key, decoded=info.decoded, claimed=lease is not None))
-    return image, delete_token
+    return Image(**row), delete_token
 
 
-async def _insert_row(sessionmaker: async_sessionmaker[AsyncSession], image: Image) -> bool:
+async def _insert_row(sessionmaker: async_sessionmaker[AsyncSession], row: dict[str, Any]) -> bool:
     """Write the new image's row; False (nothing written) when it names an owner who is not an active user."""
-    row = {column: getattr(image, column) for column in _ROW_COLUMNS}
-    if image.owner_id is None:
+    if row["owner_id"] is None:
         inserted, _ = await execute_alone(sessionmaker, _INSERT_ANONYMOUS, row)
         return inserted == 1
     # The owner is checked by the INSERT itself: no separate lookup, and no account deleted or
@@ -300,9 +299,9 @@ async def delete_image(
     after_commit(session, remove_blobs)
 
 
-# The columns an upload writes, and its two INSERTs, built once (building a statement costs about as
-# much as running it). Anonymous: plain VALUES. Owned: INSERT ... SELECT, which writes nothing unless
-# the owner is an active account.
+# The columns an upload writes (the keys of `create_image`'s row), and its two INSERTs, built once
+# (building a statement costs about as much as running it). Anonymous: plain VALUES. Owned: INSERT ...
+# SELECT, which writes nothing unless the owner is an active account.
 _ROW_COLUMNS = (
     "id",
     "filename",
