@@ -82,22 +82,28 @@ class RateLimitMiddleware:
         app_state = scope["app"].state
         limiter: RateLimiter = app_state.rate_limiter
         identity = client_identity(scope, by_user=name not in ADDRESS_ONLY_SCOPES)
-        result = await limiter.hit(name, identity, limit_for(app_state.settings))
-        if not result.allowed:
-            if scope["path"].startswith("/api/"):
-                await _refuse(result, scope, receive, send)
-            else:
-                await _refuse_page(result, scope, receive, send)
-            return
+        admission = await limiter.admit(name, identity, limit_for(app_state.settings))
+        try:
+            if not admission.allowed:
+                refusal = await admission.result()
+                if scope["path"].startswith("/api/"):
+                    await _refuse(refusal, scope, receive, send)
+                else:
+                    await _refuse_page(refusal, scope, receive, send)
+                return
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for key, value in result.headers().items():
-                    headers[key] = value
-            await send(message)
+            async def send_with_headers(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    # The window's figures have been on their way since the hit; they are needed only now.
+                    result = await admission.result()
+                    headers = MutableHeaders(scope=message)
+                    for key, value in result.headers().items():
+                        headers[key] = value
+                await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            admission.discard()
 
 
 async def _refuse_page(result: RateLimitResult, scope: Scope, receive: Receive, send: Send) -> None:

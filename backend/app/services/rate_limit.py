@@ -15,13 +15,14 @@ Where the counts live:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from limits import RateLimitItem, RateLimitItemPerSecond
+from limits import RateLimitItem, RateLimitItemPerSecond, WindowStats
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
@@ -95,22 +96,54 @@ class RateLimiter:
             return "memory"
         return "memory-fallback" if self.redis.breaker.is_down else "redis"
 
-    async def hit(
+    async def admit(
         self, scope: str, key: str, limit_per_minute: int, *, window_seconds: int = DEFAULT_WINDOW_SECONDS
-    ) -> RateLimitResult:
-        """Count one request by `key` (e.g. a client IP) in `scope` (e.g. "upload") and say if it may pass."""
+    ) -> Admission:
+        """Count one request by `key` (e.g. a client IP) in `scope` (e.g. "upload") and say if it may pass.
+
+        The window's figures for the headers come in a second Redis round trip, which is started here
+        and not awaited: only a refusal needs them at once, an admitted request when it answers.
+        """
         item = RateLimitItemPerSecond(limit_per_minute, window_seconds, namespace=scope)
         if self._shared is not None:
             shared = self._shared
 
-            async def hit_shared(_client: Redis) -> RateLimitResult:
-                return await _hit(shared, item, key)
+            async def hit_shared(_client: Redis) -> bool:
+                return await shared.hit(item, key)
 
             try:
-                return await self.redis.execute(hit_shared)
+                allowed = await self.redis.execute(hit_shared)
             except RedisUnavailable:
                 pass
-        return await _hit(self._memory, item, key)
+            else:
+                stats = asyncio.get_running_loop().create_task(self._shared_stats(item, key))
+                return Admission(allowed, item.amount, stats)
+        # In memory both steps are immediate: nothing to gain from waiting for the figures later.
+        allowed = await self._memory.hit(item, key)
+        known: asyncio.Future[WindowStats] = asyncio.get_running_loop().create_future()
+        known.set_result(await self._memory.get_window_stats(item, key))
+        return Admission(allowed, item.amount, known)
+
+    async def hit(
+        self, scope: str, key: str, limit_per_minute: int, *, window_seconds: int = DEFAULT_WINDOW_SECONDS
+    ) -> RateLimitResult:
+        """`admit`, waiting for the window's figures."""
+        admission = await self.admit(scope, key, limit_per_minute, window_seconds=window_seconds)
+        return await admission.result()
+
+    async def _shared_stats(self, item: RateLimitItem, key: str) -> WindowStats:
+        shared = self._shared
+        assert shared is not None
+
+        async def stats_shared(_client: Redis) -> WindowStats:
+            return await shared.get_window_stats(item, key)
+
+        try:
+            return await self.redis.execute(stats_shared)
+        except RedisUnavailable:
+            # Redis went away between the two calls: the hit was counted there, and the figures
+            # fall back to this process's window, as every hit does during an outage.
+            return await self._memory.get_window_stats(item, key)
 
     async def reset(self) -> None:
         """Forget every count (tests): this process's memory and, when reachable, our keys in Redis."""
@@ -130,15 +163,30 @@ class RateLimiter:
             await self.redis.close()
 
 
-async def _hit(strategy: MovingWindowRateLimiter, item: RateLimitItem, key: str) -> RateLimitResult:
-    allowed = await strategy.hit(item, key)
-    stats = await strategy.get_window_stats(item, key)
-    # `reset_time` is when the oldest counted hit leaves the window, i.e. the next slot frees up.
-    reset_seconds = max(0, math.ceil(stats.reset_time - time.time()))
-    return RateLimitResult(
-        allowed=allowed,
-        limit=item.amount,
-        remaining=max(0, stats.remaining),
-        reset_seconds=reset_seconds,
-        retry_after_seconds=0 if allowed else max(1, reset_seconds),
-    )
+class Admission:
+    """A counted hit: whether it may pass now, and the window's figures for its headers when they arrive."""
+
+    def __init__(self, allowed: bool, limit: int, stats: asyncio.Future[WindowStats]) -> None:
+        self.allowed = allowed
+        self._limit = limit
+        self._stats = stats
+
+    async def result(self) -> RateLimitResult:
+        """The hit's outcome in the units of the headers (waits for the window's figures)."""
+        stats = await self._stats
+        # `reset_time` is when the oldest counted hit leaves the window, i.e. the next slot frees up.
+        reset_seconds = max(0, math.ceil(stats.reset_time - time.time()))
+        return RateLimitResult(
+            allowed=self.allowed,
+            limit=self._limit,
+            remaining=max(0, stats.remaining),
+            reset_seconds=reset_seconds,
+            retry_after_seconds=0 if self.allowed else max(1, reset_seconds),
+        )
+
+    def discard(self) -> None:
+        """Drop the figures if nobody will read them (the request ended before it answered)."""
+        if not self._stats.done():
+            self._stats.cancel()
+        elif not self._stats.cancelled():
+            self._stats.exception()  # read, so a failure is not logged as "never retrieved"

@@ -341,6 +341,39 @@ async def test_limiter_falls_back_to_memory_while_redis_is_down_and_returns_to_i
         await limiter.close()
 
 
+async def test_admission_decides_at_once_and_its_figures_follow(redis_url: str) -> None:
+    limiter = RateLimiter(redis_url)
+    try:
+        first = await limiter.admit("upload", "203.0.113.9", 2)
+        assert first.allowed
+        assert (await first.result()).remaining == 1
+        # The figures are the window's as they are read, so they count every hit made by then.
+        second, third = [await limiter.admit("upload", "203.0.113.9", 2) for _ in range(2)]
+        assert (second.allowed, third.allowed) == (True, False)
+        assert (await second.result()).remaining == 0
+        refused = await third.result()
+        assert (refused.remaining, refused.allowed) == (0, False)
+        assert refused.retry_after_seconds >= 1
+    finally:
+        await limiter.reset()
+        await limiter.close()
+
+
+async def test_admission_figures_fall_back_to_memory_if_redis_fails_after_the_hit(redis_url: str) -> None:
+    limiter = RateLimiter(redis_url, cooldown_seconds=COOLDOWN_SECONDS)
+    try:
+        admission = await limiter.admit("upload", "203.0.113.10", 2)
+        # Redis cannot be made to die in the instant between the two round trips, so the breaker is
+        # opened by hand before the figures' call runs (it runs at the next turn of the event loop).
+        limiter.redis.breaker.record_failure(ConnectionError("test: Redis gone after the hit"))
+        result = await admission.result()
+        assert result.allowed
+        assert result.remaining == 2  # this process's window, which counted nothing during the Redis time
+        assert limiter.state() == "memory-fallback"
+    finally:
+        await limiter.close()
+
+
 # --- upload slots ---------------------------------------------------------------------------------
 
 
