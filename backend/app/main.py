@@ -66,9 +66,7 @@ def create_app(settings: Settings) -> FastAPI:
             ttl_seconds=settings.cache_ttl_seconds,
             near_ttl_seconds=settings.cache_near_ttl_seconds,
         )
-        thumbnails = ThumbnailJobs(
-            sessionmaker=sessionmaker, storage=storage, settings=settings, on_settled=cache.invalidate
-        )
+        thumbnails = ThumbnailJobs(sessionmaker=sessionmaker, storage=storage, settings=settings)
         tasks: list[asyncio.Task[None]] = []
         try:
             await storage.startup()

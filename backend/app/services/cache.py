@@ -1,8 +1,9 @@
 """Cache-aside store of image metadata in Redis, with a near copy in each process.
 
 The database stays the source of truth: a read asks the cache first and, on a miss, loads the row
-and calls `set`; every write to an image calls `invalidate`, which also announces the change to
-every process's near copy (`near_cache`, ADR 0011). Redis failing is never an error here: a read
+and calls `set`; a delete calls `invalidate`, which also announces the change to every process's
+near copy (`near_cache`, ADR 0011). Metadata whose thumbnail is pending is never stored nor
+served, so a cached value stays true until the image is deleted. Redis failing is never an error here: a read
 reports MISS (the caller loads from the database), writes are dropped, and the outage is logged
 once by the breaker in `redis_client`.
 """
@@ -18,6 +19,7 @@ from uuid import UUID
 
 from redis.asyncio import Redis
 
+from app.models import ThumbnailStatus
 from app.services.near_cache import InvalidationListener, NearCache
 from app.services.redis_client import RedisHandle, RedisUnavailable
 
@@ -27,6 +29,15 @@ CacheStatus = Literal["HIT", "MISS", "DISABLED"]
 # Invalidations that failed during an outage are retried once Redis answers; past this many the
 # oldest are forgotten (they still expire with their TTL).
 MAX_PENDING_INVALIDATIONS = 10_000
+
+
+def cacheable(value: dict[str, Any]) -> bool:
+    """Whether metadata may be cached: not while its thumbnail is pending.
+
+    Pending changes within moments, and never storing nor serving it is what lets a thumbnail job
+    finish without invalidating anything: every cached value is final until the image is deleted.
+    """
+    return value.get("thumbnail_status") != ThumbnailStatus.PENDING
 
 
 def encode_metadata(value: dict[str, Any]) -> bytes:
@@ -102,13 +113,20 @@ class MetadataCache:
             logger.warning("cache: ignoring unreadable entry %s", key)
             await self.invalidate(image_id)
             return None, "MISS"
+        if not cacheable(value):
+            # Only something other than `set` (an older release, a hand edit) can have written it.
+            await self.invalidate(image_id)
+            return None, "MISS"
         metadata = Metadata(value, body)
         self.near.put(str(image_id), metadata, generation)
         return metadata, "HIT"
 
     async def set(self, image_id: UUID | str, value: dict[str, Any]) -> None:
-        """Store JSON-compatible metadata (e.g. `model_dump(mode="json")`) with the configured TTL."""
-        if not self.redis.enabled:
+        """Store JSON-compatible metadata (e.g. `model_dump(mode="json")`) with the configured TTL.
+
+        Metadata that is not `cacheable` (its thumbnail is pending) is not stored.
+        """
+        if not self.redis.enabled or not cacheable(value):
             return
         # Serialise before touching Redis: a value json cannot encode is a bug and should say so.
         payload = encode_metadata(value)

@@ -230,9 +230,8 @@ async def get_image_metadata(
         return cached, status
     async with sessionmaker() as session:
         value = ImageRead.model_validate(await get_image(session, image_id)).model_dump(mode="json")
-    # A pending thumbnail changes state in moments: caching it would race the job's invalidation.
-    if status == "MISS" and value["thumbnail_status"] != ThumbnailStatus.PENDING:
-        await cache.set(parsed, value)
+    if status == "MISS":
+        await cache.set(parsed, value)  # not while the thumbnail is pending (`cache.cacheable`)
     return Metadata.of(value), status
 
 

@@ -14,7 +14,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -52,9 +52,6 @@ SWEEP_BATCH = 100
 SWEEP_POLL_SECONDS = 0.1  # how often a sweep that found a full batch looks whether the queue has emptied
 MAX_RETRY_DELAY_SECONDS = 300.0
 
-# Called when a job settles (ready or failed), e.g. to drop cached metadata that still says "pending".
-OnSettled = Callable[[uuid.UUID], Awaitable[None]]
-
 
 @dataclass(frozen=True)
 class NewUpload:
@@ -76,12 +73,10 @@ class ThumbnailJobs:
         sessionmaker: async_sessionmaker[AsyncSession],
         storage: StorageBackend,
         settings: Settings,
-        on_settled: OnSettled | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._storage = storage
         self._settings = settings
-        self._on_settled = on_settled
         self._send: MemoryObjectSendStream[uuid.UUID]
         self._receive: MemoryObjectReceiveStream[uuid.UUID]
         self._send, self._receive = anyio.create_memory_object_stream[uuid.UUID](QUEUE_CAPACITY)
@@ -205,11 +200,9 @@ class ThumbnailJobs:
             await self._retry_later(image_id, attempts, error)
             return
         key = thumbnail_key(str(image_id), rendered.content_type)
+        # Nothing cached needs dropping: metadata is not cached while its thumbnail is pending.
         if not await self._finish_ready(image_id, key, rendered):
             await self._storage.delete(key)  # the image was deleted while we worked
-            return
-        if self._on_settled is not None:
-            await self._on_settled(image_id)
 
     def _take_handoff(self, image_id: uuid.UUID) -> NewUpload | None:
         upload = self._handoffs.pop(image_id, None)
@@ -278,8 +271,6 @@ class ThumbnailJobs:
                     thumbnail_status=ThumbnailStatus.FAILED, thumbnail_error=reason[:255], thumbnail_lease_until=None
                 )
             )
-        if self._on_settled is not None:
-            await self._on_settled(image_id)  # cached metadata must show the failure too
 
     async def _retry_later(self, image_id: uuid.UUID, attempts: int, error: Exception) -> None:
         reason = f"{type(error).__name__}: {error}"[:200]
