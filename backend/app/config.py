@@ -88,8 +88,8 @@ class Settings(BaseSettings):
     thumbnail_size: int = Field(default=300, ge=16, le=2048)
     # Renders at once per process. A render's slot is held while its thread waits for a core, the GIL
     # and the disk as well as while it computes, so 2 slots on 2 cores made ~60 thumbnails/s while
-    # uploads arrived at 190/s; 4 keep up with uploads (docs/performance.md).
-    thumbnail_concurrency: int = Field(default=4, ge=1, le=32)
+    # uploads arrived at 190/s; 6 keep up with 200 KB uploads, 4 no longer do (ADR 0008).
+    thumbnail_concurrency: int = Field(default=6, ge=1, le=32)
     thumbnail_timeout_seconds: float = Field(default=30.0, gt=0)
     thumbnail_max_attempts: int = Field(default=5, ge=1, le=50)
     # How often each process looks for thumbnails whose job was lost (crash, restart, failure).
