@@ -116,7 +116,7 @@ class RateLimiter:
             except RedisUnavailable:
                 pass
             else:
-                stats = asyncio.get_running_loop().create_task(self._shared_stats(item, key))
+                stats = asyncio.get_running_loop().create_task(self._shared_stats(shared, item, key))
                 return Admission(allowed, item.amount, stats)
         # In memory both steps are immediate: nothing to gain from waiting for the figures later.
         allowed = await self._memory.hit(item, key)
@@ -131,10 +131,7 @@ class RateLimiter:
         admission = await self.admit(scope, key, limit_per_minute, window_seconds=window_seconds)
         return await admission.result()
 
-    async def _shared_stats(self, item: RateLimitItem, key: str) -> WindowStats:
-        shared = self._shared
-        assert shared is not None
-
+    async def _shared_stats(self, shared: MovingWindowRateLimiter, item: RateLimitItem, key: str) -> WindowStats:
         async def stats_shared(_client: Redis) -> WindowStats:
             return await shared.get_window_stats(item, key)
 
