@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, BinaryIO, Protocol
 
-import anyio.to_thread
+import anyio
 from sqlalchemy import bindparam, exists, insert, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -38,6 +38,7 @@ from app.services.tokens import delete_token_matches, hash_delete_token, new_del
 from app.utils.cursors import InvalidCursor, decode_cursor, encode_cursor
 from app.utils.filenames import extension_for, sanitize_filename
 from app.utils.image_validation import ImageInfo, inspect_image
+from app.utils.worker_threads import run_blocking
 
 logger = logging.getLogger(__name__)
 
@@ -119,9 +120,7 @@ async def create_image(
     image exists for every client.
     """
     # Pillow, hashing and the blocking write are off the event loop, in one thread hop.
-    stored = await anyio.to_thread.run_sync(
-        partial(_accept_and_store, upload, settings, storage, anonymous=owner_id is None)
-    )
+    stored = await run_blocking(partial(_accept_and_store, upload, settings, storage, anonymous=owner_id is None))
     info, image_id, storage_key, delete_token = stored.info, stored.image_id, stored.storage_key, stored.delete_token
     # Claimed for this process's thumbnail job in the same INSERT, when this process makes them.
     lease = thumbnails.lease_for_new_upload()

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 from functools import partial
 
 import anyio
-import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from sqlalchemy import BindParameter, ColumnElement, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -38,6 +37,7 @@ from app.services.thumbnail_render import (
     thumbnail_key,
 )
 from app.utils.thumbnail_plan import DecodedFrame
+from app.utils.worker_threads import run_blocking
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class ThumbnailJobs:
                 # Stored by the same thread: one hop per job, not two (the time limit covers both).
                 store = partial(_render_and_store, render, self._storage, str(image_id), ticket)
                 with anyio.fail_after(self._settings.thumbnail_timeout_seconds):
-                    return await anyio.to_thread.run_sync(ticket.run, store, abandon_on_cancel=True)
+                    return await run_blocking(partial(ticket.run, store), abandon_on_cancel=True)
             finally:
                 ticket.give_up()
 

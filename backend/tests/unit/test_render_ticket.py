@@ -14,6 +14,7 @@ import pytest
 from app.services.storage.local import LocalStorage
 from app.services.thumbnail_jobs import RenderTicket, _render_and_store
 from app.services.thumbnail_render import RenderedThumbnail
+from app.utils.worker_threads import run_blocking
 
 
 async def _slot_frees_within(slots: threading.BoundedSemaphore, seconds: float) -> bool:
@@ -32,7 +33,7 @@ async def test_a_timed_out_render_keeps_its_slot_until_its_thread_really_ends() 
         return "rendered"
 
     with pytest.raises(TimeoutError), anyio.fail_after(0.1):
-        await anyio.to_thread.run_sync(ticket.run, slow_render, abandon_on_cancel=True)
+        await run_blocking(partial(ticket.run, slow_render), abandon_on_cancel=True)
     ticket.give_up()
     assert not slots.acquire(blocking=False)  # the abandoned thread still renders, and still counts
     finish.set()
@@ -86,7 +87,7 @@ async def test_a_render_that_outlived_its_time_limit_stores_nothing(tmp_path: Pa
 
     store = partial(_render_and_store, slow_render, storage, "late", ticket)
     with pytest.raises(TimeoutError), anyio.fail_after(0.1):
-        await anyio.to_thread.run_sync(ticket.run, store, abandon_on_cancel=True)
+        await run_blocking(partial(ticket.run, store), abandon_on_cancel=True)
     ticket.give_up()
     finish.set()
     assert await _slot_frees_within(slots, 5)  # the thread has ended
