@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
@@ -42,7 +43,7 @@ async def test_a_cancelled_caller_waits_for_the_thread_gets_its_result_and_is_ca
     async def caller() -> None:
         with scope:
             outcome.append(await run_blocking(store))  # so the caller can still undo what the thread did
-            await anyio.sleep(0)  # the cancellation strikes here
+            await anyio.lowlevel.checkpoint()  # the cancellation strikes here
             outcome.append("not reached")
 
     async with anyio.create_task_group() as group:
