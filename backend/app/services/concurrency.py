@@ -46,25 +46,29 @@ class UploadSlots:
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[None]:
         """Hold one slot for the block; raise `ServiceUnavailable` (503) if none frees up in time."""
-        try:
-            # A free slot is taken at once: `acquire` would first yield to the event loop, which costs
-            # a loop iteration (milliseconds under load) on every upload.
-            self._semaphore.acquire_nowait()
-        except anyio.WouldBlock:
-            await self._wait_for_slot()
-        try:
-            yield
-        finally:
-            self._semaphore.release()
-
-    async def _wait_for_slot(self) -> None:
         # anyio's semaphore gives a slot back if the waiter is cancelled (client gone, timeout) even
         # when the slot was handed over in the same instant, so waiting never leaks a slot.
         with anyio.move_on_after(self.timeout_seconds) as waited:
-            await self._semaphore.acquire()
+            await acquire_promptly(self._semaphore)
         if waited.cancelled_caught:
             raise ServiceUnavailable(
                 f"The server is busy with other uploads; try again in {self.retry_after_seconds} seconds.",
                 details={"limit": self._limit, "waited_seconds": self.timeout_seconds},
                 headers={"Retry-After": str(self.retry_after_seconds)},
             )
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+
+async def acquire_promptly(semaphore: anyio.Semaphore) -> None:
+    """Take a unit of `semaphore`: at once when one is free, else waiting behind the queued callers.
+
+    `Semaphore.acquire` first yields to the event loop even when a unit is free, and under load a
+    loop turn costs milliseconds; uploads and thumbnail renders take one on every request and job.
+    """
+    try:
+        semaphore.acquire_nowait()
+    except anyio.WouldBlock:
+        await semaphore.acquire()

@@ -28,6 +28,7 @@ from app.config import Settings
 from app.database import background_session, execute_alone
 from app.models import Image, ThumbnailStatus
 from app.models.base import utc_now
+from app.services.concurrency import acquire_promptly
 from app.services.storage import StorageBackend
 from app.services.thumbnail_render import (
     RenderedThumbnail,
@@ -214,7 +215,8 @@ class ThumbnailJobs:
         self, image_id: uuid.UUID, storage_key: str, decoded: DecodedFrame | None
     ) -> RenderedThumbnail | None:
         """Render and store in a worker thread once a slot is free; None if the job was postponed instead."""
-        async with self._render_gate:
+        await acquire_promptly(self._render_gate)
+        try:
             if not self._render_slots.acquire(blocking=False):
                 # Every slot is held, by renders that ran out of time and are still finishing.
                 await self._postpone(image_id)
@@ -234,6 +236,8 @@ class ThumbnailJobs:
                     return await run_blocking(partial(ticket.run, store), abandon_on_cancel=True)
             finally:
                 ticket.give_up()
+        finally:
+            self._render_gate.release()
 
     async def _claim(self, image_id: uuid.UUID) -> tuple[str, int] | None:
         now = utc_now()
