@@ -2,7 +2,7 @@
 
 `anyio.to_thread.run_sync` yields to the event loop twice before the thread gets the work (its own
 checkpoint, then its thread limiter's). Under load each yield waits a whole loop turn: in the upload
-benchmark that made the hand-over 6 ms where a direct one took 2.4 (docs/performance.md). The two
+benchmark that made the hand-over 6 ms where a direct one took 2.4 (phase timing, issue 5). The two
 hops on the upload's path, validate-hash-store and the thumbnail's render-and-store, go through
 `run_blocking` instead; everything else keeps anyio's.
 
