@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import stat
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -199,6 +200,22 @@ async def test_local_rejects_key_that_could_leave_root(tmp_path: Path, key: str)
     with pytest.raises(ValueError, match="storage key"):
         await storage.delete(key)
     assert not (tmp_path / "x").exists()
+
+
+async def test_local_files_are_readable_by_a_proxy_whatever_the_umask(tmp_path: Path) -> None:
+    # Caddy or nginx may serve stored files under another user (X-Accel-Redirect): 0644, even when
+    # the service runs with a strict umask.
+    storage = LocalStorage(tmp_path / "images")
+    await storage.startup()
+    previous = os.umask(0o077)
+    try:
+        await storage.save("thumbnails/a.jpg", io.BytesIO(b"jpeg bytes"), 10, "image/jpeg")
+    finally:
+        os.umask(previous)
+    stored = tmp_path / "images" / "thumbnails" / "a.jpg"
+    assert stored.read_bytes() == b"jpeg bytes"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o644
+    assert sorted(path.name for path in stored.parent.iterdir()) == ["a.jpg"]  # no temporary file left
 
 
 async def test_local_save_from_short_source_leaves_no_file(tmp_path: Path) -> None:

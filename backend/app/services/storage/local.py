@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import AsyncGenerator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -15,8 +15,9 @@ import anyio.to_thread
 from app.errors import StorageUnavailable
 from app.services.storage.base import CHUNK_SIZE, StorageBackend, StoredObjectMissing, first_read_size
 
-# mkstemp creates files as 0600; a stored image should be as readable as one written by open().
 STORED_FILE_MODE = 0o644
+# Created new, never followed through a link, not inherited by child processes (as mkstemp does).
+_CREATE_EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class LocalStorage(StorageBackend):
@@ -102,29 +103,49 @@ def _check_range(start: int, end: int | None) -> None:
 
 
 def _write_atomically(path: Path, source: BinaryIO, size: int) -> None:
-    """Copy `size` bytes into a temporary file beside `path`, fsync it, and rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Copy `size` bytes into a temporary file beside `path`, fsync it, and rename it over `path`.
+
+    Plain `os` calls on one descriptor: every system call here gives up the GIL and must take it back,
+    which under upload load means waiting for busy threads, so none is made that the write does not
+    need (no folder check per file, no buffered file object and its isatty and seek).
+    """
+    final = os.fspath(path)
+    folder = os.path.dirname(final)
     # Same folder as the target, so os.replace is a rename on one filesystem and readers never see half a file.
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    temp_name = f"{folder}/.{os.path.basename(final)}.{secrets.token_hex(8)}.part"
     try:
-        with os.fdopen(fd, "wb") as temp_file:
-            os.fchmod(temp_file.fileno(), STORED_FILE_MODE)
+        fd = os.open(temp_name, _CREATE_EXCLUSIVE, STORED_FILE_MODE)
+    except FileNotFoundError:
+        # The key's folder (thumbnails/) does not exist yet: the first file written into it makes it.
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(temp_name, _CREATE_EXCLUSIVE, STORED_FILE_MODE)
+    try:
+        try:
+            # The mode regardless of the umask: the reverse proxy that may serve these files reads them.
+            os.fchmod(fd, STORED_FILE_MODE)
             remaining = size
             while remaining > 0:
                 chunk = source.read(min(CHUNK_SIZE, remaining))
                 if not chunk:
                     raise ValueError(f"source ended {remaining} bytes before the announced size")
-                temp_file.write(chunk)
+                _write_all(fd, chunk)
                 remaining -= len(chunk)
             # Without fsync a crash right after the rename could leave an empty file under the final name.
-            temp_file.flush()
-            os.fsync(temp_file.fileno())
-        os.replace(temp_name, path)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp_name, final)
     except BaseException:
         # Also when the copy failed half-way: no half-written file is left behind.
         with contextlib.suppress(OSError):
             os.unlink(temp_name)
         raise
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _open_and_read_first(path: Path, start: int, length: int | None) -> tuple[BinaryIO | None, bytes]:
