@@ -26,7 +26,9 @@ class UploadSlots:
         self.retry_after_seconds = retry_after_seconds or min(60, max(1, math.ceil(timeout_seconds)))
         # A semaphore, not a CapacityLimiter: a CapacityLimiter must be released by the task that took
         # it, and FastAPI may run a dependency's exit in a different task from its entry.
-        self._semaphore = anyio.Semaphore(limit, max_value=limit)
+        # fast_acquire: a free slot is taken without first yielding to the event loop, which under
+        # load costs a loop turn (milliseconds) on every upload; cancellation is still checked.
+        self._semaphore = anyio.Semaphore(limit, max_value=limit, fast_acquire=True)
 
     @property
     def limit(self) -> int:
@@ -49,7 +51,7 @@ class UploadSlots:
         # anyio's semaphore gives a slot back if the waiter is cancelled (client gone, timeout) even
         # when the slot was handed over in the same instant, so waiting never leaks a slot.
         with anyio.move_on_after(self.timeout_seconds) as waited:
-            await acquire_promptly(self._semaphore)
+            await self._semaphore.acquire()
         if waited.cancelled_caught:
             raise ServiceUnavailable(
                 f"The server is busy with other uploads; try again in {self.retry_after_seconds} seconds.",
@@ -60,15 +62,3 @@ class UploadSlots:
             yield
         finally:
             self._semaphore.release()
-
-
-async def acquire_promptly(semaphore: anyio.Semaphore) -> None:
-    """Take a unit of `semaphore`: at once when one is free, else waiting behind the queued callers.
-
-    `Semaphore.acquire` first yields to the event loop even when a unit is free, and under load a
-    loop turn costs milliseconds; uploads and thumbnail renders take one on every request and job.
-    """
-    try:
-        semaphore.acquire_nowait()
-    except anyio.WouldBlock:
-        await semaphore.acquire()

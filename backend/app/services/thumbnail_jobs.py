@@ -28,7 +28,6 @@ from app.config import Settings
 from app.database import background_session, execute_alone
 from app.models import Image, ThumbnailStatus
 from app.models.base import utc_now
-from app.services.concurrency import acquire_promptly
 from app.services.storage import StorageBackend
 from app.services.thumbnail_render import (
     RenderedThumbnail,
@@ -86,7 +85,8 @@ class ThumbnailJobs:
         self._consuming = False
         # Admits renders without blocking a thread; the slots below also count renders that outlived
         # their time limit, which this gate (released by the waiting side) cannot see.
-        self._render_gate = anyio.Semaphore(settings.thumbnail_concurrency)
+        # fast_acquire: a free slot is taken without a turn of the event loop (ADR 0007).
+        self._render_gate = anyio.Semaphore(settings.thumbnail_concurrency, fast_acquire=True)
         # Render slots are held by the render threads themselves (see RenderTicket), so a thread that
         # outlives its time limit keeps its slot until it really ends: runaway renders stay bounded.
         self._render_slots = threading.BoundedSemaphore(settings.thumbnail_concurrency)
@@ -215,8 +215,7 @@ class ThumbnailJobs:
         self, image_id: uuid.UUID, storage_key: str, decoded: DecodedFrame | None
     ) -> RenderedThumbnail | None:
         """Render and store in a worker thread once a slot is free; None if the job was postponed instead."""
-        await acquire_promptly(self._render_gate)
-        try:
+        async with self._render_gate:
             if not self._render_slots.acquire(blocking=False):
                 # Every slot is held, by renders that ran out of time and are still finishing.
                 await self._postpone(image_id)
@@ -236,8 +235,6 @@ class ThumbnailJobs:
                     return await run_blocking(partial(ticket.run, store), abandon_on_cancel=True)
             finally:
                 ticket.give_up()
-        finally:
-            self._render_gate.release()
 
     async def _claim(self, image_id: uuid.UUID) -> tuple[str, int] | None:
         now = utc_now()
