@@ -218,6 +218,26 @@ async def test_local_files_are_readable_by_a_proxy_whatever_the_umask(tmp_path: 
     assert sorted(path.name for path in stored.parent.iterdir()) == ["a.jpg"]  # no temporary file left
 
 
+async def test_local_storage_works_with_a_relative_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    renames: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def watched_replace(source: str, target: str) -> None:
+        renames.append((source, target))
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", watched_replace)  # a spy: the real rename still happens
+    storage = LocalStorage(Path("."))
+    await storage.startup()
+    await storage.save("a.jpg", io.BytesIO(b"jpeg bytes"), 10, "image/jpeg")
+    assert (tmp_path / "a.jpg").read_bytes() == b"jpeg bytes"
+    # The temporary file lay beside the target (a rename within one folder), not in "/".
+    [(source, target)] = renames
+    assert os.path.dirname(source) == os.path.dirname(target) == ""
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["a.jpg"]
+
+
 async def test_local_save_from_short_source_leaves_no_file(tmp_path: Path) -> None:
     root = tmp_path / "images"
     storage = LocalStorage(root)

@@ -112,7 +112,7 @@ def _write_atomically(path: Path, source: BinaryIO, size: int) -> None:
     final = os.fspath(path)
     folder = os.path.dirname(final)
     # Same folder as the target, so os.replace is a rename on one filesystem and readers never see half a file.
-    temp_name = f"{folder}/.{os.path.basename(final)}.{secrets.token_hex(8)}.part"
+    temp_name = os.path.join(folder, f".{os.path.basename(final)}.{secrets.token_hex(8)}.part")
     try:
         fd = os.open(temp_name, _CREATE_EXCLUSIVE, STORED_FILE_MODE)
     except FileNotFoundError:
