@@ -82,3 +82,14 @@ async def test_with_abandon_on_cancel_the_caller_leaves_and_the_thread_finishes_
     assert not finished.is_set()
     release.set()
     assert await anyio.to_thread.run_sync(finished.wait, 5)
+
+
+async def test_work_asked_for_in_a_cancelled_scope_never_starts() -> None:
+    ran = threading.Event()
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await run_blocking(ran.set)
+        pytest.fail("the cancelled caller should not get here")
+    assert scope.cancelled_caught
+    await anyio.sleep(0.05)
+    assert not ran.is_set()
