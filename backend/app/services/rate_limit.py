@@ -176,7 +176,8 @@ class Admission:
         return RateLimitResult(
             allowed=self.allowed,
             limit=self._limit,
-            remaining=max(0, stats.remaining),
+            # A refusal has nothing left, whatever a fallback window (Redis lost meanwhile) counted.
+            remaining=max(0, stats.remaining) if self.allowed else 0,
             reset_seconds=reset_seconds,
             retry_after_seconds=0 if self.allowed else max(1, reset_seconds),
         )

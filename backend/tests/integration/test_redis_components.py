@@ -370,6 +370,16 @@ async def test_admission_figures_fall_back_to_memory_if_redis_fails_after_the_hi
         assert result.allowed
         assert result.remaining == 2  # this process's window, which counted nothing during the Redis time
         assert limiter.state() == "memory-fallback"
+
+        await wait_for_breaker_cooldown()
+        first, refused = [await limiter.admit("upload", "203.0.113.11", 1) for _ in range(2)]
+        assert (first.allowed, refused.allowed) == (True, False)
+        limiter.redis.breaker.record_failure(ConnectionError("test: Redis gone after the hit"))
+        refusal = await refused.result()
+        # The fallback window counted nothing, but a refusal still says nothing is left.
+        assert (refusal.allowed, refusal.remaining) == (False, 0)
+        assert refusal.retry_after_seconds >= 1
+        await first.result()
     finally:
         await limiter.close()
 
