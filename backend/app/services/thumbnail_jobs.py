@@ -201,9 +201,12 @@ class ThumbnailJobs:
             await self._retry_later(image_id, attempts, error)
             return
         key = thumbnail_key(str(image_id), rendered.content_type)
-        # Nothing cached needs dropping: metadata is not cached while its thumbnail is pending.
-        if not await self._finish_ready(image_id, key, rendered):
-            await self._storage.delete(key)  # the image was deleted while we worked
+        # Nothing cached needs dropping: metadata is not cached while its thumbnail is pending, and
+        # only a pending row is settled, so a cached ready or failed state stays true.
+        if not await self._finish_ready(image_id, key, rendered) and not await self._is_ready_with(image_id, key):
+            # The image was deleted while we worked, or a job that took over after our lease ran out
+            # settled it as failed: the file is nobody's. (Made ready by that job, it is its file too.)
+            await self._storage.delete(key)
 
     def _take_handoff(self, image_id: uuid.UUID) -> NewUpload | None:
         upload = self._handoffs.pop(image_id, None)
@@ -262,12 +265,16 @@ class ThumbnailJobs:
         )
         return updated > 0
 
+    async def _is_ready_with(self, image_id: uuid.UUID, key: str) -> bool:
+        _, row = await execute_alone(self._sessionmaker, _READY_WITH_KEY, {"ready_id": image_id, "ready_key": key})
+        return row is not None
+
     async def _finish_failed(self, image_id: uuid.UUID, reason: str) -> None:
         logger.warning("thumbnail for %s failed for good: %s", image_id, reason)
         async with background_session(self._sessionmaker) as session:
             await session.execute(
                 update(Image)
-                .where(Image.id == image_id)
+                .where(Image.id == image_id, Image.thumbnail_status == ThumbnailStatus.PENDING)
                 .values(
                     thumbnail_status=ThumbnailStatus.FAILED, thumbnail_error=reason[:255], thumbnail_lease_until=None
                 )
@@ -379,9 +386,11 @@ _CLAIM = (
     .values(thumbnail_lease_until=bindparam("lease_until"), thumbnail_attempts=Image.thumbnail_attempts + 1)
     .returning(Image.storage_key, Image.thumbnail_attempts)
 )
+# Only a pending row is settled: a job whose lease ran out while it worked must not overwrite what the
+# job that took over decided, which readers may already have cached (ADR 0006).
 _FINISH_READY = (
     update(Image)
-    .where(Image.id == bindparam("finished_id"))
+    .where(Image.id == bindparam("finished_id"), Image.thumbnail_status == ThumbnailStatus.PENDING)
     .values(
         thumbnail_status=ThumbnailStatus.READY,
         thumbnail_key=bindparam("new_key"),
@@ -391,4 +400,9 @@ _FINISH_READY = (
         thumbnail_error=None,
         thumbnail_lease_until=None,
     )
+)
+_READY_WITH_KEY = select(Image.id).where(
+    Image.id == bindparam("ready_id"),
+    Image.thumbnail_status == ThumbnailStatus.READY,
+    Image.thumbnail_key == bindparam("ready_key"),
 )

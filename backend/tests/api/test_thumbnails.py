@@ -193,6 +193,46 @@ async def test_job_starts_from_the_frame_the_upload_decoded(settings: Settings) 
         assert response.content == render_thumbnail(io.BytesIO(data), max_side=settings.thumbnail_size).data
 
 
+@pytest.mark.parametrize("decided", ["failed", "ready"])
+async def test_a_job_whose_lease_ran_out_keeps_what_the_job_that_took_over_decided(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, decided: str
+) -> None:
+    """A job that outlived its lease finishes after the job that took over settled the row: it must not
+    overwrite that state (readers may have cached it), and its file is kept only if it is the ready one.
+
+    The takeover is written between this job's render and its finish: a lease running out mid-render
+    cannot be timed for real, so the test writes what the other job would have.
+    """
+    async with running_app(without_workers(settings)) as (app, client):
+        created = await upload_ok(client)
+        image_id = uuid.UUID(created["id"])
+        key = f"thumbnails/{created['id']}.jpg"
+        jobs: ThumbnailJobs = app.state.thumbnails
+        render = jobs._render
+        other_job = (
+            {"thumbnail_status": "failed", "thumbnail_error": "gave up after 5 attempts: test"}
+            if decided == "failed"
+            else {"thumbnail_status": "ready", "thumbnail_key": key, "thumbnail_error": "made by the other job"}
+        )
+
+        async def render_then_overtaken(*args: Any) -> Any:
+            rendered = await render(*args)
+            async with app.state.sessionmaker() as session, session.begin():
+                await session.execute(update(ImageRow).where(ImageRow.id == image_id).values(**other_job))
+            return rendered
+
+        monkeypatch.setattr(jobs, "_render", render_then_overtaken)
+        await jobs.process(image_id)
+
+        row = await image_row(app, created["id"])
+        assert (row.thumbnail_status, row.thumbnail_error) == (
+            other_job["thumbnail_status"],
+            other_job["thumbnail_error"],
+        )
+        storage: StorageBackend = app.state.storage
+        assert await storage.exists(key) is (decided == "ready")
+
+
 async def test_upload_row_is_claimed_for_its_process_and_taken_over_when_the_claim_runs_out(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
