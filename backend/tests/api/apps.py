@@ -45,9 +45,9 @@ def without_workers(settings: Settings) -> Settings:
 
 
 async def run_thumbnail_job(app: FastAPI, image_id: str) -> None:
-    """Run one image's thumbnail job to the end in this process, follow-ups (cache invalidation) included.
+    """Run one image's thumbnail job to the end in this process.
 
-    With background workers a test cannot tell when the job's invalidation has landed; this can.
+    With background workers a test cannot tell when the job has settled the row; this can.
     """
     thumbnails: ThumbnailJobs = app.state.thumbnails
     await thumbnails.process(uuid.UUID(image_id))

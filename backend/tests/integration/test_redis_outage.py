@@ -35,7 +35,7 @@ NEAR_COPY_DROPPED_WITHIN_SECONDS = DEAD_AFTER_SECONDS + 1.0
 async def app_on_throwaway_redis(
     settings: Settings, throwaway_redis: RedisServer
 ) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
-    # Without workers the test runs each thumbnail job itself, so no late invalidation blurs X-Cache.
+    # Without workers the test runs each thumbnail job itself, so no late thumbnail blurs X-Cache.
     update = {"redis_url": throwaway_redis.url, "rate_limit_per_minute": 100}
     async with running_app(without_workers(settings).model_copy(update=update)) as running:
         yield running
