@@ -3,9 +3,9 @@
 The database stays the source of truth: a read asks the cache first and, on a miss, loads the row
 and calls `set`; a delete calls `invalidate`, which also announces the change to every process's
 near copy (`near_cache`, ADR 0011). Metadata whose thumbnail is pending is never stored nor
-served, so a cached value stays true until the image is deleted. Redis failing is never an error here: a read
-reports MISS (the caller loads from the database), writes are dropped, and the outage is logged
-once by the breaker in `redis_client`.
+served, so a cached value stays true until the image is deleted. Redis failing is never an error
+here: a read reports MISS (the caller loads from the database), writes are dropped, and the outage
+is logged once by the breaker in `redis_client`.
 """
 
 from __future__ import annotations
