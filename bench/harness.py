@@ -7,7 +7,8 @@ Everything it starts binds 127.0.0.1 and is stopped at the end, and the whole ru
 
 Order of a run (a ceiling is measured next to its figure, so both see the same machine):
   ceilings that need no data start first and wait idle: bare Starlette, nginx;
-  pass 1, local storage: 1 cached metadata, 2 file, 3 uploads, 4 thumbnail latency (+ its floor);
+  pass 1, local storage: 1 cached metadata, 2 file, 3 uploads (+ the same work in plain loops),
+    4 thumbnail latency (+ its floor);
   a fresh server for 5, 50 concurrent 5 MB uploads;
   pass 2, S3 through moto: 2 file through S3, a naive whole-object read, and a 5 MB object for memory.
 """
@@ -41,6 +42,7 @@ import images
 import profiles
 import report
 import thumbnail_floor
+import upload_floor
 from services import BACKEND_DIR, BENCH_DIR, REPO_ROOT, VENV_BIN, Processes, Service
 from wrk import CONNECTIONS, THREADS, WrkRun, run_wrk, upload_lua
 
@@ -315,6 +317,10 @@ class Run:
                 lua=upload_lua(data / "upload-200k.jpg", token),
             )
             self.scenarios["upload_200k"].update(self.wait_for_thumbnails())
+            self.log(f"upload floor: the same work in plain loops, {os.cpu_count()} processes")
+            self.scenarios["upload_floor"] = upload_floor.measure(
+                upload_200k, seconds=self.args.duration, processes=os.cpu_count() or 1, folder=self.workdir
+            )
 
             self.log("thumbnail floor and latency")
             runs = 5 if smoke else 20
