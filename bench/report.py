@@ -297,8 +297,8 @@ def markdown(results: Results) -> str:
         "",
         "## Every scenario",
         "",
-        "| scenario | req/s | p50 | p99 | errors | server peak RSS |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| scenario | req/s | p50 | p99 | errors | server peak RSS | server CPU per request | machine idle |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name in SCENARIOS:
         scenario = scenarios.get(name)
@@ -308,7 +308,9 @@ def markdown(results: Results) -> str:
             f"| {name} (`{_UUID.sub('{id}', scenario['url_path'])}`, {scenario['connections']} conn.) | "
             f"{_number(scenario['req_per_s'])} | {_number(scenario['p50_ms'], 'ms')} | "
             f"{_number(scenario['p99_ms'], 'ms')} | {scenario['errors']} | "
-            f"{_number(scenario['peak_rss_mb'], 'MB')} ({scenario['server']}) |"
+            f"{_number(scenario['peak_rss_mb'], 'MB')} ({scenario['server']}) | "
+            f"{_number(scenario.get('server_cpu_ms_per_request'), 'ms')} | "
+            f"{_number(scenario.get('machine_idle_percent'), '%')} |"
         )
     thumbs = scenarios["thumbnail_latency"]
     floor = scenarios["thumbnail_floor"]
@@ -324,8 +326,10 @@ def markdown(results: Results) -> str:
         f"the thumbnail's scale, SHA-256, durable write, thumbnail, JPEG encode, durable write) in "
         f"{upload_work['processes']} plain loops, one process per core, no HTTP, database or cache: "
         f"{_number(upload_work['uploads_per_s'])} uploads/s, {_number(upload_work['ms_per_upload_per_core'], 'ms')} "
-        "of a core each (bench/upload_floor.py). The 150/s target is absolute, so it moves with the machine; "
-        "the ratio does not.",
+        "of a core each (bench/upload_floor.py). The server used "
+        f"{_number(uploads.get('server_cpu_ms_per_request'), 'ms')} of CPU per upload (its thumbnail included) "
+        f"while the machine was {_number(uploads.get('machine_idle_percent'), '%')} idle. The 150/s target is "
+        "absolute, so it moves with the machine; the ratio does not.",
         f"- Thumbnail latency ({thumbs['samples']} uploads of a 4000x3000 JPEG, "
         f"{thumbs['source_bytes'] / 1e6:.2f} MB, polled every {thumbs['poll_interval_ms']:g} ms): ready "
         f"{_number(thumbs['median_after_upload_ms'], 'ms')} (median) after the upload's response, "

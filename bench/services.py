@@ -219,6 +219,36 @@ def read_status_kib(pid: int, field_name: str) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class CpuReading:
+    """A process's CPU time and the whole machine's busy and idle time, in clock ticks, at one instant."""
+
+    process_ticks: int
+    machine_ticks: int
+    idle_ticks: int
+
+    @classmethod
+    def now(cls, pid: int) -> CpuReading:
+        # /proc/<pid>/stat: utime and stime are fields 14 and 15; the name before them may hold spaces.
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # /proc/stat's first line: user nice system idle iowait irq softirq steal ...
+        machine = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return cls(int(fields[11]) + int(fields[12]), sum(machine), machine[3] + machine[4])
+
+    def since(self, earlier: CpuReading, requests: int) -> dict[str, float | None]:
+        """The process's CPU per request (ms) and the machine's idle share (%) between two readings."""
+        tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+        machine = self.machine_ticks - earlier.machine_ticks
+        return {
+            "server_cpu_ms_per_request": (
+                round((self.process_ticks - earlier.process_ticks) * tick_ms / requests, 2) if requests else None
+            ),
+            "machine_idle_percent": round(100 * (self.idle_ticks - earlier.idle_ticks) / machine, 1)
+            if machine
+            else None,
+        }
+
+
 class RssSampler:
     """Polls a process's VmRSS in a thread; `peak_mb` is the largest value seen while it ran.
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services import VENV_BIN, RssSampler
+from services import VENV_BIN, CpuReading, RssSampler
 
 THREADS = 2
 CONNECTIONS = 32
@@ -96,6 +96,7 @@ def run_wrk(run: WrkRun, *, workdir: Path, name: str, server_pid: int, profile_t
             stdout=subprocess.DEVNULL,
             stderr=(workdir / f"{name}.py-spy.log").open("wb"),
         )
+    cpu_before = CpuReading.now(server_pid)
     with RssSampler(server_pid) as rss:
         completed = subprocess.run(
             [*base, f"-d{run.duration}s", "--latency", run.url],
@@ -103,6 +104,7 @@ def run_wrk(run: WrkRun, *, workdir: Path, name: str, server_pid: int, profile_t
             text=True,
             timeout=run.duration + 60,
         )
+    cpu_after = CpuReading.now(server_pid)
     if profiler is not None:
         profiler.wait(timeout=run.duration + 30)
     (workdir / f"{name}.wrk.txt").write_text(completed.stdout + completed.stderr)
@@ -131,6 +133,8 @@ def run_wrk(run: WrkRun, *, workdir: Path, name: str, server_pid: int, profile_t
         },
         "rss_start_mb": rss.start_mb,
         "peak_rss_mb": rss.peak_mb,
+        # Diagnostics, not targets: where a rate falls short, they say whether the server was busy.
+        **cpu_after.since(cpu_before, int(figures["requests"])),
     }
 
 
