@@ -17,8 +17,8 @@ from tests.conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))  # the harness's modules import each other by name
 
-import images  # noqa: E402
-import upload_floor  # noqa: E402
+import images
+import upload_floor
 
 
 def test_one_floor_upload_stores_the_original_and_the_thumbnail_the_app_would_make(tmp_path: Path) -> None:
