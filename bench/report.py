@@ -364,8 +364,10 @@ def markdown(results: Results) -> str:
         "bench/results/ to show where the time goes.",
         "- The upload scenario is the most sensitive to the machine: on these shared 2-core machines it moved "
         "by up to 10% between runs minutes apart, and creating files soon after many were deleted (a previous "
-        "run's clean-up, a test run) costs ext4 extra work per new file. Compare uploads within one run, or "
-        "repeat the run.",
+        "run's clean-up, a test run) costs ext4 extra work per new file. Its ratio to the upload floor is "
+        "the figure to compare across runs and machines. Machines of the same kind differ in speed too: "
+        "issue 5 measured the thumbnail floor at about 28 ms on its reference machine, so a larger floor above "
+        "means a slower machine, on which 150 uploads/s asks for a larger share of the upload floor.",
         "",
         "Raw figures of the latest run: `bench/results/latest.json` (git-ignored).",
         "",
