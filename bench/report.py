@@ -325,11 +325,11 @@ def markdown(results: Results) -> str:
         f"- Upload floor (the ceiling of scenario 3): the least work of one upload of the same file (decode at "
         f"the thumbnail's scale, SHA-256, durable write, thumbnail, JPEG encode, durable write) in "
         f"{upload_work['processes']} plain loops, one process per core, no HTTP, database or cache: "
-        f"{_number(upload_work['uploads_per_s'])} uploads/s, {_number(upload_work['ms_per_upload_per_core'], 'ms')} "
-        "of a core each (bench/upload_floor.py). The server used "
-        f"{_number(uploads.get('server_cpu_ms_per_request'), 'ms')} of CPU per upload (its thumbnail included) "
-        f"while the machine was {_number(uploads.get('machine_idle_percent'), '%')} idle. The 150/s target is "
-        "absolute, so it moves with the machine; the ratio does not.",
+        f"{_number(upload_work['uploads_per_s'])} uploads/s, {_number(upload_work['cpu_ms_per_upload'], 'ms')} "
+        "of CPU each (bench/upload_floor.py). In scenario 3 the server used "
+        f"{_number(uploads.get('server_cpu_ms_per_request'), 'ms')} of CPU per upload (with the thumbnails it "
+        f"made in the window) while the machine was {_number(uploads.get('machine_idle_percent'), '%')} idle. "
+        "The 150/s target is absolute and moves with the machine's speed; the ratio moves less.",
         f"- Thumbnail latency ({thumbs['samples']} uploads of a 4000x3000 JPEG, "
         f"{thumbs['source_bytes'] / 1e6:.2f} MB, polled every {thumbs['poll_interval_ms']:g} ms): ready "
         f"{_number(thumbs['median_after_upload_ms'], 'ms')} (median) after the upload's response, "
@@ -364,8 +364,8 @@ def markdown(results: Results) -> str:
         "bench/results/ to show where the time goes.",
         "- The upload scenario is the most sensitive to the machine: on these shared 2-core machines it moved "
         "by up to 10% between runs minutes apart, and creating files soon after many were deleted (a previous "
-        "run's clean-up, a test run) costs ext4 extra work per new file. Its ratio to the upload floor is "
-        "the figure to compare across runs and machines. Machines of the same kind differ in speed too: "
+        "run's clean-up, a test run) costs ext4 extra work per new file. Its ratio to the upload floor moves "
+        "less with the machine than the rate does. Machines of the same kind differ in speed too: "
         "issue 5 measured the thumbnail floor at about 28 ms on its reference machine, so a larger floor above "
         "means a slower machine, on which 150 uploads/s asks for a larger share of the upload floor.",
         "",

@@ -231,8 +231,9 @@ class CpuReading:
     def now(cls, pid: int) -> CpuReading:
         # /proc/<pid>/stat: utime and stime are fields 14 and 15; the name before them may hold spaces.
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        # /proc/stat's first line: user nice system idle iowait irq softirq steal ...
-        machine = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        # /proc/stat's first line: user nice system idle iowait irq softirq steal guest guest_nice; the
+        # guest times are already inside user and nice, so only the first eight add up to the total.
+        machine = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
         return cls(int(fields[11]) + int(fields[12]), sum(machine), machine[3] + machine[4])
 
     def since(self, earlier: CpuReading, requests: int) -> dict[str, float | None]:
