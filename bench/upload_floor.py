@@ -89,7 +89,10 @@ def _loop(body: bytes, folder: str, seconds: float, start: Barrier, counts: Any,
 
 
 def measure(body: bytes, *, seconds: float, processes: int, folder: Path) -> dict[str, Any]:
-    """Uploads/s of `processes` plain loops started together; their files go into `folder` (emptied after).
+    """Uploads/s of `processes` plain loops started together; their files stay in `folder`.
+
+    The files are the caller's to remove, and best removed when nothing is being timed any more:
+    deleting thousands of files makes the next new files dearer on ext4 for a while.
 
     Raises RuntimeError if a loop fails, without waiting for the others: a dead loop breaks the start
     barrier for those still waiting, and any still running are killed.
@@ -101,23 +104,22 @@ def measure(body: bytes, *, seconds: float, processes: int, folder: Path) -> dic
     start = context.Barrier(processes, timeout=START_TIMEOUT_SECONDS)
     counts = context.Array("q", processes)
     cpu = context.Array("d", processes)
-    with tempfile.TemporaryDirectory(dir=folder) as work:
-        workers = [
-            context.Process(target=_loop, args=(body, work, seconds, start, counts, cpu, index), daemon=True)
-            for index in range(processes)
-        ]
+    workers = [
+        context.Process(target=_loop, args=(body, str(folder), seconds, start, counts, cpu, index), daemon=True)
+        for index in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        _wait_for(workers, start, deadline=time.monotonic() + START_TIMEOUT_SECONDS + seconds + 60)
+    finally:
         for worker in workers:
-            worker.start()
-        try:
-            _wait_for(workers, start, deadline=time.monotonic() + START_TIMEOUT_SECONDS + seconds + 60)
-        finally:
-            for worker in workers:
-                if worker.is_alive():
-                    worker.kill()
-                worker.join()
-        failed = [worker.exitcode for worker in workers if worker.exitcode != 0]
-        if failed:
-            raise RuntimeError(f"upload floor: a loop process failed (exit codes {failed})")
+            if worker.is_alive():
+                worker.kill()
+            worker.join()
+    failed = [worker.exitcode for worker in workers if worker.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"upload floor: a loop process failed (exit codes {failed})")
     per_process = [counts[index] for index in range(processes)]
     uploads = sum(per_process)
     cpu_seconds = sum(cpu[index] for index in range(processes))
