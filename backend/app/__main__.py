@@ -8,7 +8,7 @@ import os
 import uvicorn
 
 from app.config import load_settings_or_exit
-from app.main import create_app
+from app.main import create_app, freeze_long_lived_objects
 
 
 def main() -> None:
@@ -16,8 +16,10 @@ def main() -> None:
     logging.basicConfig(
         level=logging.DEBUG if settings.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    app = create_app(settings)
+    freeze_long_lived_objects()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=os.environ.get("HOST", "127.0.0.1"),
         port=int(os.environ.get("PORT", "8000")),
         # The app resolves X-Forwarded-For itself (FORWARDED_ALLOW_IPS, ProxyHeadersMiddleware in main.py).

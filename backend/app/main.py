@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -132,4 +133,20 @@ def create_app(settings: Settings) -> FastAPI:
 
 def app_factory() -> FastAPI:
     """Entry point for `uvicorn --factory app.main:app_factory`: settings from the environment."""
-    return create_app(get_settings())
+    app = create_app(get_settings())
+    freeze_long_lived_objects()
+    return app
+
+
+def freeze_long_lived_objects() -> None:
+    """Hide everything made so far from the cyclic garbage collector, for the life of the process.
+
+    Modules, routes, schemas, templates and the ORM's mappings live as long as the process. A full
+    collection walks every tracked object with the GIL held: on a 2-core machine under upload load
+    that was a ~100 ms stall of every request in flight every 10-20 s, enough to set the
+    uploads' p99. Frozen, they are not walked (a full collection then took ~8 ms). Called by the
+    process entry points only, after the app is built: a test process builds many apps and should
+    collect them.
+    """
+    gc.collect()
+    gc.freeze()
