@@ -330,8 +330,9 @@ class Run:
                 lua=upload_lua(data / "upload-200k.jpg", token),
             )
             self.scenarios["upload_200k"].update(self.wait_for_thumbnails())
-            # Right after scenario 3, so both see the machine alike. Its files stay in the work
-            # directory until the run ends: deleting thousands of files would slow the next new ones.
+            # Right after scenario 3, so both see the machine alike. Its files (~0.5 GB per 10 s here)
+            # stay in the work directory until run.sh removes it at the end: deleting thousands of
+            # files would slow the next new ones.
             self.log(f"upload floor: the same work in plain loops, {upload_floor.cores()} processes")
             floor_files = self.workdir / "upload-floor"
             floor_files.mkdir()

@@ -94,8 +94,9 @@ def measure(body: bytes, *, seconds: float, processes: int, folder: Path) -> dic
     The files are the caller's to remove, and best removed when nothing is being timed any more:
     deleting thousands of files makes the next new files dearer on ext4 for a while.
 
-    Raises RuntimeError if a loop fails, without waiting for the others: a dead loop breaks the start
-    barrier for those still waiting, and any still running are killed.
+    Raises RuntimeError if a loop fails or the run overstays, without waiting for the other loops:
+    they are killed. (Not `Barrier.abort()`: it waits for every process at the barrier to wake,
+    and one that was killed there never does.)
     """
     if seconds <= 0 or processes < 1:
         raise ValueError("the floor needs a positive duration and at least one process")
@@ -108,15 +109,18 @@ def measure(body: bytes, *, seconds: float, processes: int, folder: Path) -> dic
         context.Process(target=_loop, args=(body, str(folder), seconds, start, counts, cpu, index), daemon=True)
         for index in range(processes)
     ]
-    for worker in workers:
-        worker.start()
     try:
-        _wait_for(workers, start, deadline=time.monotonic() + START_TIMEOUT_SECONDS + seconds + 60)
+        for worker in workers:
+            worker.start()
+        finished = _wait_for(workers, deadline=time.monotonic() + START_TIMEOUT_SECONDS + seconds + 60)
     finally:
         for worker in workers:
             if worker.is_alive():
                 worker.kill()
-            worker.join()
+            if worker.pid is not None:
+                worker.join()
+    if not finished:
+        raise RuntimeError(f"upload floor: the loops did not finish within {seconds:g} s and the start-up allowance")
     failed = [worker.exitcode for worker in workers if worker.exitcode != 0]
     if failed:
         raise RuntimeError(f"upload floor: a loop process failed (exit codes {failed})")
@@ -134,13 +138,15 @@ def measure(body: bytes, *, seconds: float, processes: int, folder: Path) -> dic
     }
 
 
-def _wait_for(workers: Sequence[BaseProcess], start: Barrier, *, deadline: float) -> None:
-    """Until every loop has ended, one has failed (the barrier is broken for the rest) or time is up."""
-    while any(worker.is_alive() for worker in workers) and time.monotonic() < deadline:
+def _wait_for(workers: Sequence[BaseProcess], *, deadline: float) -> bool:
+    """Wait until every loop has ended or one has failed (True), or time is up (False)."""
+    while time.monotonic() < deadline:
+        if all(not worker.is_alive() for worker in workers):
+            return True
         if any(worker.exitcode not in (None, 0) for worker in workers):
-            start.abort()
-            return
+            return True
         time.sleep(0.05)
+    return False
 
 
 def cores() -> int:

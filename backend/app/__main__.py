@@ -8,7 +8,7 @@ import os
 import uvicorn
 
 from app.config import load_settings_or_exit
-from app.main import create_app, freeze_long_lived_objects
+from app.main import create_serving_app
 
 
 def main() -> None:
@@ -16,10 +16,8 @@ def main() -> None:
     logging.basicConfig(
         level=logging.DEBUG if settings.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(settings)
-    freeze_long_lived_objects()
     uvicorn.run(
-        app,
+        create_serving_app(settings),
         host=os.environ.get("HOST", "127.0.0.1"),
         port=int(os.environ.get("PORT", "8000")),
         # The app resolves X-Forwarded-For itself (FORWARDED_ALLOW_IPS, ProxyHeadersMiddleware in main.py).

@@ -133,20 +133,22 @@ def create_app(settings: Settings) -> FastAPI:
 
 def app_factory() -> FastAPI:
     """Entry point for `uvicorn --factory app.main:app_factory`: settings from the environment."""
-    app = create_app(get_settings())
-    freeze_long_lived_objects()
-    return app
+    return create_serving_app(get_settings())
 
 
-def freeze_long_lived_objects() -> None:
-    """Hide everything made so far from the cyclic garbage collector, for the life of the process.
+def create_serving_app(settings: Settings) -> FastAPI:
+    """The app of a serving process (`app_factory`, `python -m app`): built, then frozen in place.
 
-    Modules, routes, schemas, templates and the ORM's mappings live as long as the process. A full
-    collection walks every tracked object with the GIL held: on a 2-core machine under upload load
-    that was a ~100 ms stall of every request in flight every 10-20 s, enough to set the
-    uploads' p99. Frozen, they are not walked (a full collection then took ~8 ms). Called by the
-    process entry points only, after the app is built: a test process builds many apps and should
-    collect them.
+    Everything built so far (modules, routes, schemas, the Jinja environment) lives as long as the
+    process. A full garbage collection walks every tracked object with the GIL held: on a 2-core
+    machine under upload load that was a ~100 ms stall of every request in flight every 10-20 s,
+    enough to set the uploads' p99. `gc.freeze()` takes them out of its sight (a full collection
+    then took ~8 ms); garbage made before is collected first. Frozen objects are never collected,
+    which suits objects that live for good; what the lifespan builds later (engine, pools, Redis
+    clients) is not frozen. `create_app` alone freezes nothing: a test process builds many apps
+    and should collect them.
     """
+    app = create_app(settings)
     gc.collect()
     gc.freeze()
+    return app

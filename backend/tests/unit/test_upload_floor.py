@@ -87,8 +87,11 @@ def test_a_loop_that_dies_fails_the_floor_at_once_and_leaves_no_process(tmp_path
 
     def kill_the_first_loop() -> None:
         # Spawning and importing Pillow takes a good part of a second, so this lands before the
-        # start barrier, where the other loop would otherwise wait for it for ever.
+        # start barrier, where the other loop would otherwise wait for it for 120 s.
+        deadline = time.monotonic() + 20
         while not (children := multiprocessing.active_children()):
+            if time.monotonic() > deadline:
+                return
             time.sleep(0.005)
         killed.append(children[0].pid or 0)
         os.kill(children[0].pid or 0, signal.SIGKILL)
@@ -108,3 +111,15 @@ def test_a_loop_that_dies_fails_the_floor_at_once_and_leaves_no_process(tmp_path
 def test_the_floor_refuses_a_run_that_measures_nothing(tmp_path: Path, seconds: float, processes: int) -> None:
     with pytest.raises(ValueError, match="positive duration"):
         upload_floor.measure(b"", seconds=seconds, processes=processes, folder=tmp_path)
+
+
+def test_waiting_for_the_loops_gives_up_at_its_deadline() -> None:
+    sleeper = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(30,), daemon=True)
+    sleeper.start()
+    try:
+        started = time.monotonic()
+        assert upload_floor._wait_for([sleeper], deadline=started + 0.3) is False
+        assert time.monotonic() - started < 5
+    finally:
+        sleeper.kill()
+        sleeper.join()
