@@ -77,7 +77,7 @@ def _loop(body: bytes, folder: str, seconds: float, start: Barrier, counts: Any,
     own = Path(folder) / str(index)
     own.mkdir()
     upload_once(body, own, "warm-up")  # first-call costs (plugin imports, allocator) are not measured
-    start.wait()  # raises if a sibling died or never came: this process then fails too
+    start.wait()  # all loops start together; raises if one never comes (the parent kills the rest)
     done = 0
     cpu_started = time.process_time()
     deadline = time.perf_counter() + seconds
