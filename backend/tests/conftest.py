@@ -30,8 +30,8 @@ pytest_plugins = ["tests.redis_fixtures"]
 
 BACKEND_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = BACKEND_DIR.parent
-# The shared image corpus lives beside the checkout (as in CI); CHITRAM_IMAGE_CORPUS overrides it.
-CORPUS_DIR = Path(os.environ.get("CHITRAM_IMAGE_CORPUS", REPO_ROOT.parent / "shared" / "images"))
+# The image corpus is part of the checkout; its README.md says what each file is and where it came from.
+CORPUS_DIR = BACKEND_DIR / "tests" / "fixtures" / "images"
 DEFAULT_TEST_DATABASE_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 S3_ACCESS_KEY = "test-access-key"
 S3_SECRET_KEY = "test-secret-key"
@@ -43,7 +43,7 @@ def load_corpus() -> list[dict[str, Any]]:
     manifest = CORPUS_DIR / "manifest.json"
     if not manifest.is_file():
         raise RuntimeError(
-            f"image corpus not found at {CORPUS_DIR}: put shared/images beside the checkout or set CHITRAM_IMAGE_CORPUS"
+            f"image corpus manifest not found at {manifest}: the checkout is incomplete (it is kept in the repository)"
         )
     cases: list[dict[str, Any]] = json.loads(manifest.read_text())["files"]
     return cases
