@@ -1,0 +1,1 @@
+"""Tests of the media pipeline: containers, census, metadata stripping."""
