@@ -16,6 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.media.formats import ALL_CONTENT_TYPES
+
 BACKEND_DIR = Path(__file__).resolve().parents[1]
 DATA_DIR = BACKEND_DIR / "data"
 
@@ -23,7 +25,6 @@ DATA_DIR = BACKEND_DIR / "data"
 PLACEHOLDER_SECRETS = frozenset({"", "changethis", "change-me", "changeme", "secret", "dev-secret"})
 MIN_PRODUCTION_SECRET_LENGTH = 32
 SUPPORTED_DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
-SUPPORTED_CONTENT_TYPES = frozenset({"image/jpeg", "image/png"})
 
 
 class Settings(BaseSettings):
@@ -61,8 +62,14 @@ class Settings(BaseSettings):
     file_cache_mb: int = Field(default=32, ge=0, le=4096)
 
     max_file_size_mb: float = Field(default=5, gt=0, le=1024)
-    allowed_content_types: Annotated[tuple[str, ...], NoDecode] = ("image/jpeg", "image/png")
+    allowed_content_types: Annotated[tuple[str, ...], NoDecode] = ALL_CONTENT_TYPES
     max_image_pixels: int = Field(default=50_000_000, ge=1)
+    # Animations, checked from the headers before a frame is decoded: how many frames, and how many
+    # pixels all frames together cost to decode (each at the animation's canvas size).
+    max_frames: int = Field(default=1000, ge=1)
+    max_animation_pixels: int = Field(default=500_000_000, ge=1)
+    # Originals are stored without EXIF (but its orientation), GPS, XMP, IPTC, comments and text (ADR 0013).
+    strip_metadata: bool = True
 
     jwt_secret_key: str | None = None
     jwt_expire_minutes: int = Field(default=1440, ge=1, le=60 * 24 * 90)
@@ -109,9 +116,9 @@ class Settings(BaseSettings):
     @field_validator("allowed_content_types")
     @classmethod
     def _known_content_types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        unknown = sorted(set(value) - SUPPORTED_CONTENT_TYPES)
+        unknown = sorted(set(value) - set(ALL_CONTENT_TYPES))
         if unknown:
-            raise ValueError(f"unsupported types {unknown}; choose from {sorted(SUPPORTED_CONTENT_TYPES)}")
+            raise ValueError(f"unsupported types {unknown}; choose from {sorted(ALL_CONTENT_TYPES)}")
         if not value:
             raise ValueError("at least one content type must be allowed")
         return value

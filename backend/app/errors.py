@@ -6,7 +6,8 @@
     ├── UploadRejected              400 (one subclass per reason)
     │   ├── InvalidFileFormat       400 INVALID_FILE_FORMAT
     │   ├── InvalidImage            400 INVALID_IMAGE
-    │   └── ImageDimensionsExceeded 400 IMAGE_DIMENSIONS_EXCEEDED
+    │   ├── ImageDimensionsExceeded 400 IMAGE_DIMENSIONS_EXCEEDED
+    │   └── AnimationTooLarge       400 ANIMATION_TOO_LARGE (too many frames, or too many pixels in all)
     ├── UploadTimeout               408 UPLOAD_TIMEOUT
     ├── FileTooLarge                413 FILE_TOO_LARGE
     ├── ImageNotFound               404 IMAGE_NOT_FOUND
@@ -79,6 +80,11 @@ class InvalidImage(UploadRejected):
 class ImageDimensionsExceeded(UploadRejected):
     code = "IMAGE_DIMENSIONS_EXCEEDED"
     default_message = "The image has more pixels than allowed."
+
+
+class AnimationTooLarge(UploadRejected):
+    code = "ANIMATION_TOO_LARGE"
+    default_message = "The animation has more frames, or more pixels in all its frames, than allowed."
 
 
 class FileTooLarge(AppError):

@@ -1,8 +1,10 @@
 """Render the thumbnail of an accepted upload: first frame, EXIF orientation applied, fitted into a square box.
 
-Pure and synchronous (the caller runs it in a worker thread). Only files that passed upload validation
-get here, so a decode failure means the file itself is unusable: `ThumbnailError` says so, and the
-caller does not retry it. Anything else that escapes is treated as transient by the caller.
+Every accepted format gets one: an animation gives a still of its first frame, transparency is kept
+(as PNG), and the result carries no metadata at all. Pure and synchronous (the caller runs it in a
+worker thread). Only files that passed upload validation get here, so a decode failure means the file
+itself is unusable: `ThumbnailError` says so, and the caller does not retry it. Anything else that
+escapes is treated as transient by the caller.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import BinaryIO, Final
 
 from PIL import Image, JpegImagePlugin
 
-from app.utils.image_validation import JPEG, PNG
-from app.utils.thumbnail_plan import ORIENTATION_TRANSPOSE, DecodedFrame, ThumbnailPlan, plan_thumbnail
+from app.media.codecs import register_codecs
+from app.media.formats import JPEG, PILLOW_FORMATS, PNG
+from app.media.thumbnail_plan import ORIENTATION_TRANSPOSE, DecodedFrame, ThumbnailPlan, plan_thumbnail
 
 # Everything Pillow raises for a file it cannot decode (see the corpus README: not only OSError).
 # MemoryError is deliberately absent: it says nothing about the file and may pass on a retry.
@@ -30,7 +33,11 @@ _DECODE_ERRORS: Final = (
     struct.error,
     zlib.error,
     Image.DecompressionBombError,
+    # pillow-heif reports libheif's decoding errors as RuntimeError.
+    RuntimeError,
 )
+# Every plugin an accepted original may need, and no other.
+_SOURCE_FORMATS: Final = tuple(sorted({name for names in PILLOW_FORMATS.values() for name in names}))
 _SIXTEEN_BIT_MODES: Final = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 # Maps a 16-bit sample to 8 bits the way the PNG spec scales them (65535 -> 255, rounded), as a
 # lookup table because Image.point only takes linear functions for mode I.
@@ -61,6 +68,10 @@ class RenderedThumbnail:
     checksum: str
 
 
+# What a thumbnail can be: PNG when the source has transparency, JPEG otherwise.
+THUMBNAIL_CONTENT_TYPES: Final = (JPEG, PNG)
+
+
 def thumbnail_key(image_id: str, content_type: str) -> str:
     """Return the storage key of an image's thumbnail, deterministic so retries overwrite it."""
     if content_type == JPEG:
@@ -77,10 +88,11 @@ def render_thumbnail(source: BinaryIO, *, max_side: int = 300) -> RenderedThumbn
     # Read everything up front: a failing read of the source is an I/O problem worth retrying, while
     # every error Pillow raises on in-memory bytes is a property of the file.
     data = source.read()
+    register_codecs()
     try:
-        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG")) as image:
+        with Image.open(io.BytesIO(data), formats=_SOURCE_FORMATS) as image:
             if not isinstance(image, JpegImagePlugin.JpegImageFile):
-                # PNG may keep its orientation in text chunks after the pixel data, seen only once loaded.
+                # PNG may keep its orientation (eXIf) after the pixel data, seen only once loaded.
                 image.load()
             plan = plan_thumbnail(image, max_side)
             image.load()
@@ -97,6 +109,18 @@ def render_decoded(frame: DecodedFrame) -> RenderedThumbnail:
     except _DECODE_ERRORS as exc:
         raise ThumbnailError(f"cannot convert the image ({type(exc).__name__}: {exc})"[:200]) from exc
     return _orient_and_encode(fitted, frame.plan.orientation)
+
+
+def fit_loaded_frame(image: Image.Image, max_side: int) -> DecodedFrame:
+    """The loaded current frame of `image`, fitted already, so a thumbnail job only orients and encodes it.
+
+    Upload validation decodes every frame anyway; keeping frame 0 at thumbnail size (a few hundred KB
+    at most) spares the job a second decode of the whole original, which for HEIC or a large WebP
+    costs as much as the validation itself.
+    """
+    plan = plan_thumbnail(image, max_side)
+    fitted = _fit(image, plan)
+    return DecodedFrame(fitted, ThumbnailPlan(orientation=plan.orientation, target=fitted.size, box=None))
 
 
 def _fit(image: Image.Image, plan: ThumbnailPlan) -> Image.Image:
