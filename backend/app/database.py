@@ -111,6 +111,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 @asynccontextmanager
+async def transaction(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
+    """One transaction on a pooled connection (Core, no ORM): committed when the block ends, rolled back if it raises.
+
+    For the short locked steps of shared originals (ADR 0014): an upload's INSERT, a garbage collection.
+    """
+    engine: AsyncEngine = sessionmaker.kw["bind"]
+    async with engine.begin() as connection:
+        yield connection
+
+
+@asynccontextmanager
 async def background_session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """A session for work outside a request (jobs receive ids and open their own): one transaction."""
     async with sessionmaker() as session:

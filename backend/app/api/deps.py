@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.utils import get_authorization_scheme_param
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.web_support import SAFE_METHODS, check_csrf
 from app.config import Settings
@@ -36,6 +36,11 @@ async def _settings(request: Request) -> Settings:
     return settings
 
 
+async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sessionmaker
+
+
 async def _storage(request: Request) -> StorageBackend:
     storage: StorageBackend = request.app.state.storage
     return storage
@@ -60,6 +65,8 @@ async def _upload_slot(request: Request) -> AsyncIterator[None]:
 # scope="function": commit (or roll back) before the response is sent, so a 2xx means committed.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(_settings)]
+# For work that runs after the request's commit in transactions of its own (collecting shared objects).
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 StorageDep = Annotated[StorageBackend, Depends(_storage)]
 CacheDep = Annotated[MetadataCache, Depends(_cache)]
 ThumbnailsDep = Annotated[ThumbnailJobs, Depends(_thumbnails)]

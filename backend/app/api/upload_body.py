@@ -23,9 +23,9 @@ from app.config import Settings
 from app.errors import FileTooLarge, InvalidRequest, UploadTimeout, ValidationFailed
 from app.models import Image
 from app.schemas.upload import ReceivedUpload
-from app.services import image_service
-from app.services.image_service import ThumbnailQueue
+from app.services import uploads
 from app.services.storage import StorageBackend
+from app.services.uploads import ThumbnailQueue
 
 FILE_FIELD = "file"
 # Room for the multipart framing and a few small text fields around the file itself.
@@ -129,7 +129,7 @@ async def store_upload(
     """Read the upload from the body and hand it to the image service; the spooled file is closed after."""
     received = await receive_upload(request, settings.max_file_size_bytes, settings.upload_read_timeout_seconds)
     try:
-        return await image_service.create_image(
+        return await uploads.create_image(
             sessionmaker,
             storage,
             settings,

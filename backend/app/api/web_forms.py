@@ -8,7 +8,15 @@ from fastapi import APIRouter, Form, Request
 from pydantic import ValidationError
 from starlette.responses import RedirectResponse, Response
 
-from app.api.deps import CacheDep, SessionDep, SettingsDep, StorageDep, ThumbnailsDep, UploadSlotDep
+from app.api.deps import (
+    CacheDep,
+    SessionDep,
+    SessionmakerDep,
+    SettingsDep,
+    StorageDep,
+    ThumbnailsDep,
+    UploadSlotDep,
+)
 from app.api.upload_body import store_upload
 from app.api.web_pages import WebUserDep
 from app.api.web_support import check_csrf, render, safe_next, set_session_cookie
@@ -122,6 +130,7 @@ async def delete(
     image_id: str,
     request: Request,
     session: SessionDep,
+    sessionmaker: SessionmakerDep,
     storage: StorageDep,
     cache: CacheDep,
     user: WebUserDep,
@@ -144,7 +153,7 @@ async def delete(
             return render(request, "_error.html", {"message": message}, status_code=error.status_code)
         context = {"title": "Not deleted", "message": message, "back": f"/image/{image.id}", "back_label": "Back"}
         return render(request, "error.html", context, status_code=error.status_code)
-    await image_service.delete_image(session, storage, image, forget_cached=cache.invalidate)
+    await image_service.delete_image(session, sessionmaker, storage, image, forget_cached=cache.invalidate)
     destination = "/my-images?deleted=1" if user is not None else "/?deleted=1"
     if from_htmx:
         return Response(status_code=200, headers={"HX-Redirect": destination})

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, utc_now
@@ -23,6 +23,10 @@ class Image(Base):
     # Serves "my images, newest first" as an index-only keyset scan.
     __table_args__ = (
         Index("ix_images_owner_created", "owner_id", "created_at", "id"),
+        # Originals are shared by content (ADR 0014): who else names this object, a ready thumbnail first.
+        Index("ix_images_storage_key_thumbnail", "storage_key", "thumbnail_status"),
+        # Who else names this thumbnail, when an image goes.
+        Index("ix_images_thumbnail_key", "thumbnail_key"),
         # The sweeper's query: pending thumbnails whose lease has run out.
         Index("ix_images_thumbnail_pending", "thumbnail_status", "thumbnail_lease_until"),
     )
@@ -30,13 +34,18 @@ class Image(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     # The sanitised name the uploader gave; shown and used in Content-Disposition, never as a key.
     filename: Mapped[str] = mapped_column(String(255))
-    storage_key: Mapped[str] = mapped_column(String(255), unique=True)
+    # The stored original: shared by every image with the same content (`originals/<sha256>.<ext>`);
+    # images uploaded before content addressing keep `<id>.<ext>` until `app.admin strip-metadata`.
+    storage_key: Mapped[str] = mapped_column(String(255))
     # The type detected from the bytes, never the client's claim.
     content_type: Mapped[str] = mapped_column(String(64))
     file_size: Mapped[int] = mapped_column(BigInteger)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     checksum: Mapped[str] = mapped_column(String(64))  # SHA-256 hex of the stored bytes
+    # Whether the stored original was stripped of metadata (ADR 0013); false for older uploads until
+    # `python -m app.admin strip-metadata` has rewritten them.
+    metadata_stripped: Mapped[bool] = mapped_column(Boolean, default=True)
     upload_ip: Mapped[str | None] = mapped_column(String(45))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utc_now, index=True)
     # NULL for anonymous uploads; deleting an account deletes its images.

@@ -16,11 +16,17 @@ class ImageRead(BaseModel):
 
     id: uuid.UUID
     filename: str = Field(description="The uploader's file name, sanitised.")
-    content_type: str = Field(description="Type detected from the bytes: image/jpeg or image/png.")
-    file_size: int = Field(description="Size of the stored original in bytes.")
+    content_type: str = Field(
+        description="Type detected from the bytes: image/jpeg, image/png, image/webp, image/gif, image/avif, "
+        "image/heic or image/heif."
+    )
+    file_size: int = Field(description="Size of the stored original in bytes (after metadata stripping).")
     width: int
     height: int
-    checksum: str = Field(description="SHA-256 of the stored bytes, hex; also the file's ETag.")
+    checksum: str = Field(
+        description="SHA-256 of the stored bytes (after metadata stripping), hex; also the file's ETag. "
+        "Identical content has the same checksum, and is stored once."
+    )
     created_at: datetime
     thumbnail_status: Literal["pending", "ready", "failed"] = Field(
         description="`pending` while the 300 px thumbnail is being made; `failed` if it never can be."

@@ -40,21 +40,31 @@ def cacheable(value: dict[str, Any]) -> bool:
     return value.get("thumbnail_status") != ThumbnailStatus.PENDING
 
 
+# Fields that serving needs but clients never see: where the original is stored (shared by every
+# image with the same content, ADR 0014). Redis holds them; the API's body leaves them out.
+PRIVATE_FIELDS = frozenset({"storage_key"})
+
+
 def encode_metadata(value: dict[str, Any]) -> bytes:
-    """Metadata as compact UTF-8 JSON: what Redis stores and what the API sends, byte for byte."""
+    """Metadata as compact UTF-8 JSON, as Redis stores it (private fields included)."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def public_body(value: dict[str, Any]) -> bytes:
+    """What the API sends for this metadata: everything but the private fields, as compact JSON."""
+    return encode_metadata({name: item for name, item in value.items() if name not in PRIVATE_FIELDS})
 
 
 @dataclass(frozen=True, slots=True)
 class Metadata:
-    """One image's public metadata, with its JSON encoding kept so a hit is never re-serialised."""
+    """One image's metadata, with its public JSON encoding kept so a hit is never re-serialised."""
 
     value: dict[str, Any]
     body: bytes
 
     @classmethod
     def of(cls, value: dict[str, Any]) -> Metadata:
-        return cls(value, encode_metadata(value))
+        return cls(value, public_body(value))
 
 
 class MetadataCache:
@@ -103,13 +113,13 @@ class MetadataCache:
             return None, "MISS"
         if raw is None:
             return None, "MISS"
-        body = raw if isinstance(raw, bytes) else raw.encode()
         try:
-            value = json.loads(body)
+            value = json.loads(raw)
         except ValueError:
             value = None
-        if not isinstance(value, dict):
-            # Written by something else (or an older layout): drop it so the next set replaces it.
+        if not isinstance(value, dict) or not value.keys() >= PRIVATE_FIELDS:
+            # Written by something else (or an older release, before originals were shared by content):
+            # drop it so the next set replaces it.
             logger.warning("cache: ignoring unreadable entry %s", key)
             await self.invalidate(image_id)
             return None, "MISS"
@@ -117,7 +127,7 @@ class MetadataCache:
             # Only something other than `set` (an older release, a hand edit) can have written it.
             await self.invalidate(image_id)
             return None, "MISS"
-        metadata = Metadata(value, body)
+        metadata = Metadata.of(value)
         self.near.put(str(image_id), metadata, generation)
         return metadata, "HIT"
 
@@ -150,6 +160,11 @@ class MetadataCache:
         except RedisUnavailable:
             while len(self._pending_invalidations) > MAX_PENDING_INVALIDATIONS:
                 del self._pending_invalidations[next(iter(self._pending_invalidations))]
+
+    @property
+    def pending_invalidations(self) -> int:
+        """Invalidations not yet delivered to Redis (it failed meanwhile); retried with the next call."""
+        return len(self._pending_invalidations)
 
     async def listen_for_invalidations(self) -> None:
         """Keep the near copy in step with every process's invalidations (a task for the app's lifetime)."""

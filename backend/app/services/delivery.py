@@ -13,7 +13,6 @@ from app.errors import ThumbnailNotReady
 from app.models import Image
 from app.services import image_service
 from app.services.cache import MetadataCache
-from app.services.image_service import original_key
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,7 @@ class StoredFile:
 
 def original_from_metadata(metadata: dict[str, Any]) -> StoredFile:
     return StoredFile(
-        key=original_key(metadata["id"], metadata["content_type"]),
+        key=metadata["storage_key"],
         size=int(metadata["file_size"]),
         checksum=metadata["checksum"],
         content_type=metadata["content_type"],

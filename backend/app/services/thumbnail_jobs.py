@@ -25,18 +25,19 @@ from sqlalchemy import BindParameter, ColumnElement, bindparam, or_, select, upd
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.database import background_session, execute_alone
-from app.models import Image, ThumbnailStatus
-from app.models.base import utc_now
-from app.services.storage import StorageBackend
-from app.services.thumbnail_render import (
+from app.database import background_session, execute_alone, transaction
+from app.media.thumbnail_plan import DecodedFrame
+from app.media.thumbnails import (
     RenderedThumbnail,
     ThumbnailError,
     render_decoded,
     render_thumbnail,
     thumbnail_key,
 )
-from app.utils.thumbnail_plan import DecodedFrame
+from app.models import Image, ThumbnailStatus
+from app.models.base import utc_now
+from app.services.content_store import collect_garbage, lock_content
+from app.services.storage import StorageBackend
 from app.utils.worker_threads import run_blocking
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,8 @@ class NewUpload:
     """What an upload hands its thumbnail job in this process, to save it work (ADR 0008)."""
 
     storage_key: str
-    # The frame validation decoded (single-frame JPEG), so the job need not read and decode the original.
+    checksum: str
+    # Frame 0 as validation decoded it, so the job need not read and decode the original.
     decoded: DecodedFrame | None = None
     # The row was inserted already claimed (`lease_for_new_upload`), so the job need not claim it.
     claimed: bool = False
@@ -185,11 +187,16 @@ class ThumbnailJobs:
     async def process(self, image_id: uuid.UUID) -> None:
         """Claim, render, store and record one image's thumbnail (idempotent)."""
         upload = self._take_handoff(image_id)
-        claim = (upload.storage_key, 1) if upload is not None and upload.claimed else await self._claim(image_id)
+        if upload is not None and upload.claimed:
+            claim: tuple[str, int, str] | None = (upload.storage_key, 1, upload.checksum)
+        else:
+            claim = await self._claim(image_id)
         if claim is None:
             return  # done, failed, deleted, or another process holds the lease
-        storage_key, attempts = claim
+        storage_key, attempts, checksum = claim
         decoded = upload.decoded if upload is not None else None
+        if decoded is None and await self._share_ready_thumbnail(image_id, storage_key, checksum):
+            return  # another image with the same content has its thumbnail already (ADR 0014)
         try:
             rendered = await self._render(image_id, storage_key, decoded)
             if rendered is None:
@@ -203,10 +210,11 @@ class ThumbnailJobs:
         key = thumbnail_key(str(image_id), rendered.content_type)
         # Nothing cached needs dropping: metadata is not cached while its thumbnail is pending, and
         # only a pending row is settled, so a cached ready or failed state stays true.
-        if not await self._finish_ready(image_id, key, rendered) and not await self._is_ready_with(image_id, key):
+        if not await self._finish_ready(image_id, key, rendered):
             # The image was deleted while we worked, or a job that took over after our lease ran out
-            # settled it as failed: the file is nobody's. (Made ready by that job, it is its file too.)
-            await self._storage.delete(key)
+            # settled it: unless a row names the file (that job made it ready, or others share it), it
+            # is nobody's.
+            await collect_garbage(self._sessionmaker, self._storage, checksum, [key])
 
     def _take_handoff(self, image_id: uuid.UUID) -> NewUpload | None:
         upload = self._handoffs.pop(image_id, None)
@@ -239,14 +247,35 @@ class ThumbnailJobs:
             finally:
                 ticket.give_up()
 
-    async def _claim(self, image_id: uuid.UUID) -> tuple[str, int] | None:
+    async def _claim(self, image_id: uuid.UUID) -> tuple[str, int, str] | None:
         now = utc_now()
         _, row = await execute_alone(
             self._sessionmaker, _CLAIM, {"claimed_id": image_id, "now": now, "lease_until": now + self._lease}
         )
         if row is None:
             return None
-        return str(row.storage_key), int(row.thumbnail_attempts)
+        return str(row.storage_key), int(row.thumbnail_attempts), str(row.checksum)
+
+    async def _share_ready_thumbnail(self, image_id: uuid.UUID, storage_key: str, checksum: str) -> bool:
+        """Take over the ready thumbnail of an image with the same content; whether there was one.
+
+        Under the content's lock, so the thumbnail cannot be collected between reading its key and
+        recording it here.
+        """
+        async with transaction(self._sessionmaker) as connection:
+            await lock_content(connection, checksum)
+            ids = {"sharing_id": image_id, "shared_key": storage_key}
+            ready = (await connection.execute(_READY_SIBLING, ids)).first()
+            if ready is None:
+                return False
+            shared = {
+                "shared_thumbnail_key": ready.thumbnail_key,
+                "shared_content_type": ready.thumbnail_content_type,
+                "shared_size": ready.thumbnail_size,
+                "shared_checksum": ready.thumbnail_checksum,
+            }
+            result = await connection.execute(_TAKE_OVER_READY, {**ids, **shared})
+            return result.rowcount > 0
 
     async def _read_original(self, storage_key: str) -> io.BytesIO:
         return io.BytesIO(await self._storage.read_all(storage_key))
@@ -264,10 +293,6 @@ class ThumbnailJobs:
             },
         )
         return updated > 0
-
-    async def _is_ready_with(self, image_id: uuid.UUID, key: str) -> bool:
-        _, row = await execute_alone(self._sessionmaker, _READY_WITH_KEY, {"ready_id": image_id, "ready_key": key})
-        return row is not None
 
     async def _finish_failed(self, image_id: uuid.UUID, reason: str) -> None:
         logger.warning("thumbnail for %s failed for good: %s", image_id, reason)
@@ -384,7 +409,7 @@ _CLAIM = (
         _lease_free(bindparam("now", type_=Image.thumbnail_lease_until.type)),
     )
     .values(thumbnail_lease_until=bindparam("lease_until"), thumbnail_attempts=Image.thumbnail_attempts + 1)
-    .returning(Image.storage_key, Image.thumbnail_attempts)
+    .returning(Image.storage_key, Image.thumbnail_attempts, Image.checksum)
 )
 # Only a pending row is settled: a job whose lease ran out while it worked must not overwrite what the
 # job that took over decided, which readers may already have cached (ADR 0006).
@@ -401,8 +426,26 @@ _FINISH_READY = (
         thumbnail_lease_until=None,
     )
 )
-_READY_WITH_KEY = select(Image.id).where(
-    Image.id == bindparam("ready_id"),
-    Image.thumbnail_status == ThumbnailStatus.READY,
-    Image.thumbnail_key == bindparam("ready_key"),
+# A ready thumbnail of another image with the same original, and how a pending image takes it over.
+_READY_SIBLING = (
+    select(Image.thumbnail_key, Image.thumbnail_content_type, Image.thumbnail_size, Image.thumbnail_checksum)
+    .where(
+        Image.storage_key == bindparam("shared_key"),
+        Image.thumbnail_status == ThumbnailStatus.READY,
+        Image.id != bindparam("sharing_id"),
+    )
+    .limit(1)
+)
+_TAKE_OVER_READY = (
+    update(Image)
+    .where(Image.id == bindparam("sharing_id"), Image.thumbnail_status == ThumbnailStatus.PENDING)
+    .values(
+        thumbnail_status=ThumbnailStatus.READY,
+        thumbnail_key=bindparam("shared_thumbnail_key"),
+        thumbnail_content_type=bindparam("shared_content_type"),
+        thumbnail_size=bindparam("shared_size"),
+        thumbnail_checksum=bindparam("shared_checksum"),
+        thumbnail_error=None,
+        thumbnail_lease_until=None,
+    )
 )
