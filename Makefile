@@ -12,12 +12,13 @@ RUN := cd backend && $(UV) run --frozen --no-sync
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup system-deps run migrate test lint pytest format bench
+.PHONY: help setup system-deps run migrate strip-metadata test lint pytest format bench
 
 help:
 	@echo "make run    serve Chitram on $(HOST):$(PORT) (SQLite + local storage unless DATABASE_URL/STORAGE_BACKEND say otherwise)"
 	@echo "make test   lint, type check and the whole test suite (needs PostgreSQL on TEST_DATABASE_URL)"
 	@echo "make lint   ruff, formatting, mypy and the house rules only"
+	@echo "make strip-metadata  strip the metadata of originals stored before stripping (resumable)"
 	@echo "make format apply ruff's fixes and formatting"
 	@echo "make bench  measure against this machine's ceilings; writes docs/performance.md (BENCH_ARGS=--profile for py-spy)"
 
@@ -33,6 +34,10 @@ migrate: setup
 
 run: migrate
 	$(RUN) env HOST=$(HOST) PORT=$(PORT) python -m app
+
+# Rewrite originals stored before metadata stripping (docs/operations.md); safe to stop and run again.
+strip-metadata: migrate
+	$(RUN) python -m app.admin strip-metadata
 
 # Debian packages the checks need (caddy, chromium, wrk, nginx, postgresql-client); no-op when present.
 system-deps:
