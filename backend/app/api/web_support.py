@@ -23,6 +23,7 @@ from starlette.types import Scope
 
 from app.config import Settings
 from app.errors import Forbidden
+from app.media.formats import BROWSER_NATIVE, EXTENSIONS, HEIC, HEIF, LABELS
 
 APP_DIR = Path(__file__).resolve().parents[1]
 TEMPLATES_DIR = APP_DIR / "templates"
@@ -76,9 +77,20 @@ def create_templates(settings: Settings) -> Jinja2Templates:
 
     templates.env.globals["static_url"] = static_url
     templates.env.globals["max_upload_bytes"] = settings.max_file_size_bytes
-    templates.env.globals["allowed_types"] = ",".join(settings.allowed_content_types)
+    allowed = settings.allowed_content_types
+    templates.env.globals["allowed_types"] = ",".join(allowed)
+    # File pickers map HEIC and AVIF to their MIME types unevenly: extensions are offered too.
+    templates.env.globals["accepted_files"] = ",".join([*allowed, *sorted({EXTENSIONS[kind] for kind in allowed})])
+    labels = [LABELS[kind] for kind in allowed if not (kind == HEIF and HEIC in allowed)]
+    templates.env.globals["allowed_formats_label"] = _join_words(labels)
+    templates.env.globals["browser_native_types"] = BROWSER_NATIVE
     templates.env.globals["allow_anonymous_uploads"] = settings.allow_anonymous_uploads
     return templates
+
+
+def _join_words(words: list[str]) -> str:
+    """ "A", "A or B", "A, B or C"."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def csrf_token_for(request: Request) -> str:

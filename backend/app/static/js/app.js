@@ -56,11 +56,15 @@
       fileName.textContent = "";
       if (!file) { button.disabled = true; return; }
       fileName.textContent = file.name + " (" + formatSize(file.size) + ")";
-      if (allowed.indexOf(file.type) === -1) {
-        return fail("Only JPEG and PNG images can be uploaded; this file is " + (file.type || "of an unknown type") + ".");
+      // Browsers name HEIC and AVIF files unevenly (often not at all): an unnamed type is left to the
+      // server, which decides from the bytes anyway.
+      if (file.type && allowed.indexOf(file.type) === -1) {
+        return fail("Only " + form.dataset.allowedLabel + " images can be uploaded; this file is " + file.type + ".");
       }
       if (file.size === 0) { return fail("This file is empty."); }
       if (file.size > maxBytes) { return fail(describeTooLarge(file.size, maxBytes)); }
+      // A format this browser cannot show (HEIC outside Safari) simply gets no preview.
+      preview.onerror = function () { preview.hidden = true; };
       preview.src = URL.createObjectURL(file);
       preview.hidden = false;
       button.disabled = false;
