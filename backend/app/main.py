@@ -10,6 +10,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from typing import Any
 
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -22,6 +23,7 @@ from app.api.web_errors import install_web_error_handlers
 from app.api.web_support import STATIC_DIR, VersionedStaticFiles, create_templates
 from app.config import Settings, get_settings
 from app.database import create_engine, create_sessionmaker
+from app.schemas.errors import document_framework_errors
 from app.services.cache import MetadataCache
 from app.services.concurrency import UploadSlots
 from app.services.hot_files import HotFiles
@@ -41,6 +43,13 @@ one-time delete token instead.
 Every error has one shape: `{"detail": {"code": "...", "message": "...", "details": {...}}}`;
 `code` is stable and listed with each endpoint's responses.
 """
+
+
+class ChitramAPI(FastAPI):
+    """FastAPI whose OpenAPI document describes the framework's own errors as the app answers them."""
+
+    def openapi(self) -> dict[str, Any]:
+        return document_framework_errors(super().openapi())
 
 
 def _jwt_secret(settings: Settings) -> str:
@@ -100,7 +109,7 @@ def create_app(settings: Settings) -> FastAPI:
             await storage.close()
             await engine.dispose()
 
-    app = FastAPI(
+    app = ChitramAPI(
         title="Chitram",
         version=version("chitram"),
         description=DESCRIPTION,

@@ -34,6 +34,22 @@ def app_server_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment variables that give a server process the settings set explicitly on `settings`."""
+    env: dict[str, str] = {}
+    for name in sorted(settings.model_fields_set):
+        value = getattr(settings, name)
+        if value is None:
+            continue  # None is the default of every optional setting, and no variable spells it
+        if isinstance(value, bool):
+            env[name.upper()] = "true" if value else "false"
+        elif isinstance(value, tuple):
+            env[name.upper()] = ",".join(value)
+        else:
+            env[name.upper()] = str(value)
+    return env
+
+
 @contextmanager
 def running_app_server(env: dict[str, str], log_path: Path, *, start_timeout: float = 30) -> Iterator[str]:
     """`python -m app` with `env` (which names HOST and PORT), ready on /health; yields its base URL."""

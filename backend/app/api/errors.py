@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -61,11 +62,31 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_json(422, "VALIDATION_ERROR", "The request did not pass validation.", validation_details(exc.errors()))
 
 
-async def http_error_response(_request: Request, exc: Exception) -> JSONResponse:
+async def http_error_response(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = HTTP_STATUS_CODES.get(exc.status_code, f"HTTP_{exc.status_code}")
     message = exc.detail if isinstance(exc.detail, str) else "Request failed."
-    return error_json(exc.status_code, code, message, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+        headers["Allow"] = allowed
+    return error_json(exc.status_code, code, message, headers=headers)
+
+
+def _allowed_methods(request: Request) -> str:
+    """The methods of this path's resource, which a 405's `Allow` must list (RFC 9110 §15.5.6).
+
+    The router's own 405 names only the methods of the first route it tried, and a path often has
+    several (`GET` and `DELETE /api/v1/images/{id}`; `GET` and `HEAD` of a file). As in OpenAPI, a
+    concrete path is that resource rather than a template it also fits (`/api/v1/images/upload`).
+    """
+    path = request.scope["path"]
+    methods_by_templating: dict[int, set[str]] = {}
+    for route in iter_route_contexts(request.app.routes):
+        if route.methods and route.path_regex.match(path):
+            methods_by_templating.setdefault(len(route.path_regex.groupindex), set()).update(route.methods)
+    if not methods_by_templating:
+        return ""
+    return ", ".join(sorted(methods_by_templating[min(methods_by_templating)]))
 
 
 # Failures to reach the database are an outage (503, retry later), not a bug (500).

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncGenerator
 from email.utils import format_datetime
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
@@ -33,6 +34,33 @@ FILE_SECURITY_HEADERS = {
 
 # Request headers that can make the answer anything but the whole file.
 CONDITIONAL_REQUEST_HEADERS = frozenset({b"range", b"if-none-match", b"if-range"})
+# The same headers as OpenAPI parameters (`openapi_extra`) of the routes that answer with `stored_file_response`.
+CONDITIONAL_REQUEST_PARAMETERS: dict[str, Any] = {
+    "parameters": [
+        {
+            "name": "Range",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "One byte range (`bytes=0-1023`, `bytes=-500`): 206, or 416 outside the file; "
+            "other forms are ignored.",
+        },
+        {
+            "name": "If-Range",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "Honour `Range` only while the file still has this ETag.",
+        },
+        {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "ETags from earlier answers: 304 when one of them (or `*`) matches.",
+        },
+    ]
+}
 
 
 @lru_cache(maxsize=4096)

@@ -13,11 +13,12 @@ from app.api.deps import (
     ImageDep,
     OptionalUserDep,
     SessionDep,
+    SessionmakerDep,
     StorageDep,
     authorization_bearer,
     presented_user_id,
 )
-from app.api.file_responses import stored_file_response
+from app.api.file_responses import CONDITIONAL_REQUEST_PARAMETERS, stored_file_response
 from app.api.upload_body import UPLOAD_REQUEST_BODY, store_upload
 from app.errors import (
     DeleteTokenRequired,
@@ -39,6 +40,8 @@ from app.errors import (
     UploadTimeout,
     ValidationFailed,
 )
+from app.media.formats import ALL_CONTENT_TYPES
+from app.media.thumbnails import THUMBNAIL_CONTENT_TYPES
 from app.models import ThumbnailStatus
 from app.schemas.errors import error_responses
 from app.schemas.image import ImageRead, ImageUploaded
@@ -107,15 +110,28 @@ async def read_image(image_id: str, request: Request) -> Response:
 
 
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The original bytes.", "content": {"image/jpeg": {}, "image/png": {}}},
+    200: {"description": "The original bytes.", "content": {content_type: {} for content_type in ALL_CONTENT_TYPES}},
     206: {"description": "One byte range of the original."},
+    302: {"description": "Redirect to a short-lived URL of the object store (FILE_DELIVERY=presigned-redirect)."},
     304: {"description": "Not modified (If-None-Match matched the ETag)."},
     **error_responses(ImageNotFound, RangeNotSatisfiable, StorageUnavailable),
 }
 
 
-@router.get("/{image_id}/file", response_class=Response, responses=FILE_RESPONSES, operation_id="download_image")
-@router.head("/{image_id}/file", response_class=Response, responses=FILE_RESPONSES, operation_id="head_image")
+@router.get(
+    "/{image_id}/file",
+    response_class=Response,
+    responses=FILE_RESPONSES,
+    operation_id="download_image",
+    openapi_extra=CONDITIONAL_REQUEST_PARAMETERS,
+)
+@router.head(
+    "/{image_id}/file",
+    response_class=Response,
+    responses=FILE_RESPONSES,
+    operation_id="head_image",
+    openapi_extra=CONDITIONAL_REQUEST_PARAMETERS,
+)
 async def download_image(image_id: str, request: Request) -> Response:
     """The original bytes, streamed, with ETag and Range support."""
     state = request.app.state  # a hot read, like read_image: no dependencies
@@ -124,17 +140,30 @@ async def download_image(image_id: str, request: Request) -> Response:
 
 
 THUMBNAIL_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The thumbnail (JPEG, or PNG when the original has transparency).", "content": {}},
+    200: {
+        "description": "The thumbnail (JPEG, or PNG when the original has transparency).",
+        "content": {content_type: {} for content_type in THUMBNAIL_CONTENT_TYPES},
+    },
+    206: {"description": "One byte range of the thumbnail."},
+    302: {"description": "Redirect to a short-lived URL of the object store (FILE_DELIVERY=presigned-redirect)."},
     304: {"description": "Not modified (If-None-Match matched the ETag)."},
-    **error_responses(ImageNotFound, ThumbnailNotReady, StorageUnavailable),
+    **error_responses(ImageNotFound, ThumbnailNotReady, RangeNotSatisfiable, StorageUnavailable),
 }
 
 
 @router.get(
-    "/{image_id}/thumbnail", response_class=Response, responses=THUMBNAIL_RESPONSES, operation_id="download_thumbnail"
+    "/{image_id}/thumbnail",
+    response_class=Response,
+    responses=THUMBNAIL_RESPONSES,
+    operation_id="download_thumbnail",
+    openapi_extra=CONDITIONAL_REQUEST_PARAMETERS,
 )
 @router.head(
-    "/{image_id}/thumbnail", response_class=Response, responses=THUMBNAIL_RESPONSES, operation_id="head_thumbnail"
+    "/{image_id}/thumbnail",
+    response_class=Response,
+    responses=THUMBNAIL_RESPONSES,
+    operation_id="head_thumbnail",
+    openapi_extra=CONDITIONAL_REQUEST_PARAMETERS,
 )
 async def download_thumbnail(request: Request, image: ImageDep, storage: StorageDep) -> Response:
     """The 300 px thumbnail, or THUMBNAIL_NOT_READY while it is being made."""
@@ -159,6 +188,7 @@ async def download_thumbnail(request: Request, image: ImageDep, storage: Storage
 async def delete_image(
     image: ImageDep,
     session: SessionDep,
+    sessionmaker: SessionmakerDep,
     storage: StorageDep,
     cache: CacheDep,
     user: OptionalUserDep,
@@ -166,5 +196,5 @@ async def delete_image(
 ) -> Response:
     """Delete an image: its owner (Bearer token) or the holder of its delete token (`X-Delete-Token`)."""
     image_service.authorize_delete(image, user, delete_token)
-    await image_service.delete_image(session, storage, image, forget_cached=cache.invalidate)
+    await image_service.delete_image(session, sessionmaker, storage, image, forget_cached=cache.invalidate)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -35,7 +35,10 @@ async def register_user(session: AsyncSession, email: str, password: str) -> Use
 
 async def authenticate(session: AsyncSession, email: str, password: str) -> User:
     """The user with these credentials; INVALID_CREDENTIALS for unknown email and wrong password alike."""
-    user = await session.scalar(select(User).where(User.email == normalise_email(email)))
+    normalised = normalise_email(email)
+    # No stored address holds a NUL (registration validates them), and PostgreSQL text cannot even
+    # be compared with one: such an address names no account, like any other unknown one.
+    user = None if "\x00" in normalised else await session.scalar(select(User).where(User.email == normalised))
     valid = await verify_password(password, user.hashed_password if user else None)
     if user is None or not valid or not user.is_active:
         raise InvalidCredentials()

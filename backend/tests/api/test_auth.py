@@ -91,6 +91,16 @@ async def test_wrong_password_and_unknown_email_look_the_same(
     }
 
 
+async def test_an_email_with_a_nul_is_just_unknown_to_login_and_the_token_form(client: httpx.AsyncClient) -> None:
+    """PostgreSQL cannot compare text with a NUL in it: that was a 500 (found by schemathesis)."""
+    await register(client, "nul@example.com")
+    login = await client.post("/api/v1/auth/login", json={"email": "nul@example.com\x00", "password": PASSWORD})
+    token = await client.post("/api/v1/auth/token", data={"username": "nul\x00@example.com", "password": PASSWORD})
+    for response in (login, token):
+        assert response.status_code == 401
+        assert response.json()["detail"]["code"] == "INVALID_CREDENTIALS"
+
+
 async def test_oauth2_token_form_works_for_swagger_authorize(client: httpx.AsyncClient) -> None:
     await register(client, "swagger@example.com")
     response = await client.post("/api/v1/auth/token", data={"username": "swagger@example.com", "password": PASSWORD})

@@ -38,6 +38,23 @@ async def test_wrong_method_is_method_not_allowed(client: httpx.AsyncClient) -> 
     assert response.json()["detail"]["code"] == "METHOD_NOT_ALLOWED"
 
 
+@pytest.mark.parametrize(
+    ("path", "allowed"),
+    [
+        ("/api/v1/images/upload", "POST"),  # not also the methods of /api/v1/images/{image_id}
+        (f"/api/v1/images/{uuid.UUID(int=1)}", "DELETE, GET"),
+        (f"/api/v1/images/{uuid.UUID(int=1)}/file", "GET, HEAD"),
+        ("/login", "GET, POST"),
+    ],
+)
+async def test_method_not_allowed_lists_every_method_of_the_path(
+    client: httpx.AsyncClient, path: str, allowed: str
+) -> None:
+    response = await client.request("PATCH", path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
+
+
 async def test_health_reports_healthy_with_real_checks(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
     assert response.status_code == 200
@@ -65,6 +82,21 @@ async def test_openapi_documents_every_endpoint_and_error_code(client: httpx.Asy
     docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
+
+
+async def test_openapi_describes_the_frameworks_own_errors_in_the_envelope(client: httpx.AsyncClient) -> None:
+    """FastAPI's validation and body-parsing errors are documented as the handlers send them."""
+    spec = (await client.get("/openapi.json")).json()
+    assert not {"HTTPValidationError", "ValidationError"} & set(spec["components"]["schemas"])
+    envelope = {"$ref": "#/components/schemas/ErrorResponse"}
+    login = spec["paths"]["/api/v1/auth/login"]["post"]["responses"]
+    assert login["422"]["content"]["application/json"]["schema"] == envelope
+    assert "VALIDATION_ERROR" in login["422"]["description"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" in operation:
+                unparseable_body = operation["responses"]["400"]["content"]["application/json"]["schema"]
+                assert unparseable_body == envelope, f"{method.upper()} {path}"
 
 
 @pytest.fixture
@@ -120,7 +152,7 @@ async def test_storage_down_during_delete_still_deletes_the_row(
         assert response.status_code == 204
         assert (await client.get(f"/api/v1/images/{created['id']}")).status_code == 404
     assert await image_row_count(app) == 0
-    assert any("could not be removed" in record.getMessage() for record in caplog.records)
+    assert any("could not be collected" in record.getMessage() for record in caplog.records)
 
 
 async def test_storage_down_during_download_is_503(s3_app: tuple[FastAPI, ThreadedMotoServer]) -> None:
