@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from typing import Any
 
 import httpx
@@ -15,6 +16,17 @@ def make_jpeg(width: int = 64, height: int = 48, color: tuple[int, int, int] = (
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buffer, "JPEG", quality=90, **save)
     return buffer.getvalue()
+
+
+_distinct_colours = itertools.count(1)
+
+
+def make_distinct_jpeg(width: int = 64, height: int = 48) -> bytes:
+    """A JPEG whose content no other call gives: identical uploads share one stored original (ADR 0014)."""
+    number = next(_distinct_colours)
+    # Steps far apart, so JPEG quantisation never makes two colours one.
+    colour = ((number * 37) % 256, (number * 91) % 256, (number * 53 + number // 256 * 29) % 256)
+    return make_jpeg(width, height, colour)
 
 
 def make_png(width: int = 40, height: int = 30, mode: str = "RGBA") -> bytes:
@@ -38,7 +50,7 @@ async def upload(
 async def upload_ok(
     client: httpx.AsyncClient, body: bytes | None = None, filename: str = "photo.jpg"
 ) -> dict[str, Any]:
-    response = await upload(client, body if body is not None else make_jpeg(), filename)
+    response = await upload(client, body if body is not None else make_distinct_jpeg(), filename)
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     return created

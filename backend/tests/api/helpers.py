@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from minio import Minio
 from sqlalchemy import func, select
 
 from app.config import Settings
 from app.models import Image
+from app.services.content_store import original_key
+
+
+def original_key_of(created: dict[str, Any]) -> str:
+    """Where an uploaded image's original is stored: under its content (ADR 0014)."""
+    return original_key(created["checksum"], created["content_type"])
 
 
 def bucket_keys(settings: Settings) -> set[str]:

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.services.cache import MetadataCache
+from app.services.content_store import original_key
 from tests.api.apps import run_thumbnail_job, running_app, without_workers
 from tests.api.near_copies import comparable, count_routed
 from tests.api.waiting import wait_until
@@ -76,7 +77,8 @@ async def test_metadata_is_a_miss_then_a_hit_once_the_thumbnail_is_ready(
     key = cache_key(created["id"])
     stored = await raw_redis.get(key)
     assert stored is not None
-    assert json.loads(stored) == miss.json()
+    # Redis holds what the API sends, and where the original is stored (never sent).
+    assert json.loads(stored) == {**miss.json(), "storage_key": original_key(created["checksum"], "image/jpeg")}
     ttl = await raw_redis.ttl(key)
     assert 0 < ttl <= settings.cache_ttl_seconds
     assert ttl > settings.cache_ttl_seconds - 60  # set from CACHE_TTL_SECONDS, not some other default
@@ -106,8 +108,24 @@ async def test_cached_metadata_holds_no_secrets(api: tuple[FastAPI, httpx.AsyncC
     token_hash = hashlib.sha256(anonymous["delete_token"].encode()).hexdigest()
     for secret in ("cached-owner@example.com", account["user"]["id"], TEST_CLIENT_ADDRESS[0], token_hash):
         assert secret.encode() not in stored
-    for field in (b"delete_token", b"upload_ip", b"owner", b"email", b"storage_key"):
+    for field in (b"delete_token", b"upload_ip", b"owner", b"email"):
         assert field not in stored
+
+
+async def test_where_the_original_is_stored_travels_in_the_cache_but_never_to_clients(
+    api: tuple[FastAPI, httpx.AsyncClient], raw_redis: Redis
+) -> None:
+    """Serving a direct link from the cache needs the storage key; the API's answer leaves it out."""
+    app, client = api
+    created = await upload_with_thumbnail(app, client)
+    answers = [await client.get(metadata_url(created["id"])) for _ in range(3)]  # MISS, HIT, near HIT
+    assert [answer.headers["X-Cache"] for answer in answers] == ["MISS", "HIT", "HIT"]
+    assert all(answer.json() == answers[0].json() for answer in answers)
+    assert all("storage_key" not in answer.json() for answer in answers)
+    cached = await raw_redis.get(cache_key(created["id"]))
+    assert isinstance(cached, bytes)
+    assert b'"storage_key":"originals/' in cached
+    assert (await client.get(created["url"])).status_code == 200
 
 
 async def test_delete_invalidates_the_cached_metadata(api: tuple[FastAPI, httpx.AsyncClient], raw_redis: Redis) -> None:

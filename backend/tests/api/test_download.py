@@ -14,6 +14,7 @@ from PIL import Image
 from app.config import Settings
 from app.services.storage import StorageBackend
 from tests.api.apps import running_app
+from tests.api.helpers import original_key_of
 from tests.api.near_copies import comparable, count_routed, warm_near_copy
 from tests.factories import make_jpeg, token_of, upload_ok
 
@@ -153,7 +154,7 @@ def noise_jpeg(width: int, height: int) -> bytes:
 
 async def remove_object_behind_the_services_back(app: FastAPI, created: dict[str, str]) -> None:
     storage: StorageBackend = app.state.storage
-    await storage.delete(f"{created['id']}.jpg")
+    await storage.delete(original_key_of(created))
 
 
 async def test_a_downloaded_small_file_is_served_from_memory_afterwards(

@@ -9,7 +9,7 @@ import pytest
 from fastapi import FastAPI
 
 from app.config import Settings
-from tests.api.helpers import bucket_keys, image_row_count
+from tests.api.helpers import bucket_keys, image_row_count, original_key_of
 from tests.factories import make_png, token_of, upload_ok
 
 
@@ -41,7 +41,7 @@ async def test_metadata_does_not_expose_upload_ip_or_storage_key(client: httpx.A
 
 async def test_delete_removes_row_and_stored_file(client: httpx.AsyncClient, app: FastAPI, settings: Settings) -> None:
     created = await upload_ok(client)
-    assert bucket_keys(settings) == {f"{created['id']}.jpg"}
+    assert bucket_keys(settings) == {original_key_of(created)}
     response = await client.delete(f"/api/v1/images/{created['id']}", headers=token_of(created))
     assert response.status_code == 204
     assert response.content == b""

@@ -18,13 +18,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.media.thumbnails import render_thumbnail
 from app.models import Image as ImageRow
 from app.models.base import utc_now
 from app.services.storage import StorageBackend
 from app.services.thumbnail_jobs import QUEUE_CAPACITY, SWEEP_BATCH, ThumbnailJobs
-from app.services.thumbnail_render import render_thumbnail
 from tests.api.apps import running_app, without_workers
-from tests.api.helpers import bucket_keys
+from tests.api.helpers import bucket_keys, original_key_of
 from tests.api.waiting import image_row, wait_for_row, wait_for_thumbnail, wait_until
 from tests.conftest import corpus_bytes
 from tests.factories import make_jpeg, token_of, upload_ok
@@ -169,7 +169,7 @@ async def test_grayscale_png_gets_a_grayscale_thumbnail(client: httpx.AsyncClien
 async def test_delete_removes_the_thumbnail_too(client: httpx.AsyncClient, settings: Settings) -> None:
     created = await upload_ok(client, make_jpeg(640, 480))
     await wait_for_thumbnail(client, created["id"])
-    assert bucket_keys(settings) == {f"{created['id']}.jpg", f"thumbnails/{created['id']}.jpg"}
+    assert bucket_keys(settings) == {original_key_of(created), f"thumbnails/{created['id']}.jpg"}
 
     assert (await client.delete(f"/api/v1/images/{created['id']}", headers=token_of(created))).status_code == 204
     assert bucket_keys(settings) == set()
@@ -186,7 +186,7 @@ async def test_job_starts_from_the_frame_the_upload_decoded(settings: Settings) 
     async with running_app(without_workers(settings)) as (app, client):
         created = await upload_ok(client, data)
         storage: StorageBackend = app.state.storage
-        await storage.delete(f"{created['id']}.jpg")
+        await storage.delete(original_key_of(created))
         await app.state.thumbnails.process(uuid.UUID(created["id"]))
         response = await client.get(thumbnail_url(created["id"]))
         assert response.status_code == 200
@@ -349,7 +349,7 @@ async def test_transient_failure_is_retried_until_the_thumbnail_is_made(settings
     )
     async with running_app(without_workers(local)) as (_api, client):
         created = await upload_ok(client)
-        stored = tmp_path / "images" / f"{created['id']}.jpg"
+        stored = tmp_path / "images" / original_key_of(created)
         aside = tmp_path / "aside.jpg"
         stored.rename(aside)  # the original is briefly unreadable, as during a storage hiccup
 
@@ -389,7 +389,7 @@ async def test_thumbnail_that_keeps_failing_transiently_is_given_up_after_max_at
     )
     async with running_app(without_workers(local), empty_tables_on_exit=False) as (_api, client):
         created = await upload_ok(client)
-        (tmp_path / f"{created['id']}.jpg").unlink()  # gone for good, though no one can tell at first
+        (tmp_path / original_key_of(created)).unlink()  # gone for good, though no one can tell at first
 
     async with running_app(local) as (worker, client):
         settled = (await wait_for_thumbnail(client, created["id"])).json()
@@ -408,7 +408,7 @@ async def test_image_that_cannot_be_thumbnailed_is_marked_failed_and_not_retried
         # The stored original rots: bytes that no decoder accepts.
         storage: StorageBackend = api.state.storage
         garbage = b"\xff\xd8\xff" + b"\x00garbage" * 100
-        await storage.save(f"{created['id']}.jpg", io.BytesIO(garbage), len(garbage), "image/jpeg")
+        await storage.save(original_key_of(created), io.BytesIO(garbage), len(garbage), "image/jpeg")
 
     async with running_app(settings) as (worker, client):
         settled = (await wait_for_thumbnail(client, created["id"])).json()
@@ -441,7 +441,8 @@ async def test_two_processes_make_each_thumbnail_exactly_once(settings: Settings
         running_app(without_workers(settings), empty_tables_on_exit=False) as (_api, client),
     ):
         # Both workers sweep the same table every 0.2 s, so they race for every one of these.
-        ids = [(await upload_ok(client))["id"] for _ in range(image_count)]
+        uploaded = [await upload_ok(client) for _ in range(image_count)]
+        ids = [created["id"] for created in uploaded]
 
         sessionmaker: async_sessionmaker[AsyncSession] = first_worker.state.sessionmaker
 
@@ -456,4 +457,5 @@ async def test_two_processes_make_each_thumbnail_exactly_once(settings: Settings
         async with sessionmaker() as session:
             attempts = {str(row.id): row.thumbnail_attempts for row in await session.scalars(select(ImageRow))}
         assert attempts == dict.fromkeys(ids, 1)
-        assert bucket_keys(settings) == {f"{i}.jpg" for i in ids} | {f"thumbnails/{i}.jpg" for i in ids}
+        originals = {original_key_of(created) for created in uploaded}
+        assert bucket_keys(settings) == originals | {f"thumbnails/{i}.jpg" for i in ids}

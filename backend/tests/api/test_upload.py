@@ -11,9 +11,10 @@ import pytest
 from fastapi import FastAPI
 
 from app.config import Settings
-from tests.api.helpers import bucket_keys, image_row_count
+from tests.api.helpers import bucket_keys, image_row_count, original_key_of
 from tests.conftest import TEST_CLIENT_ADDRESS, corpus_bytes, load_corpus
 from tests.factories import UPLOAD_URL, make_jpeg, make_png, upload
+from tests.image_checks import frames_pixels, icc_profile, revealing_metadata
 
 CORPUS = load_corpus()
 FIVE_MIB = 5 * 1024 * 1024
@@ -34,10 +35,30 @@ async def test_upload_answers_each_corpus_file_as_the_manifest_says(
     created = response.json()
     assert created["content_type"] == f"image/{expected['stored_format']}"
     assert (created["width"], created["height"]) == (case["width"], case["height"])
-    assert created["file_size"] == len(body)
-    assert created["checksum"] == case["sha256"]
+    # What is served is the picture without its metadata: the same pixels, frame for frame, and
+    # checksum, size and ETag describe exactly the bytes served.
     download = await client.get(created["url"])
-    assert download.content == body
+    stored = download.content
+    assert_same_picture(stored, body, case)
+    assert created["file_size"] == len(stored) == int(download.headers["content-length"])
+    assert created["checksum"] == hashlib.sha256(stored).hexdigest()
+    assert download.headers["etag"] == f'"{created["checksum"]}"'
+    assert revealing_metadata(stored) == {}
+    if (case.get("metadata") or {}).get("icc"):
+        assert icc_profile(stored) == icc_profile(body)
+
+
+def assert_same_picture(stored: bytes, body: bytes, case: dict[str, Any]) -> None:
+    """The stored file shows what the upload showed (for MPO, its primary picture: ADR 0013)."""
+    stored_frames = frames_pixels(stored)
+    if case["decodes"]:
+        assert stored_frames == frames_pixels(body)[: len(stored_frames)]
+    elif case["first_frame_decodes"]:
+        # A secondary picture that never decoded was dropped with the index that pointed at it.
+        assert stored_frames == frames_pixels(body, frames=1)
+    else:
+        # Pillow refused the upload only for its text chunks (dropped unread): the picture decodes.
+        assert len(stored_frames) == 1
 
 
 async def test_upload_returns_metadata_and_a_working_direct_link(client: httpx.AsyncClient, app: FastAPI) -> None:
@@ -62,7 +83,7 @@ async def test_upload_returns_metadata_and_a_working_direct_link(client: httpx.A
         row = await session.get(Image, __import__("uuid").UUID(created["id"]))
         assert row is not None
         assert row.upload_ip == TEST_CLIENT_ADDRESS[0]
-        assert row.storage_key == f"{created['id']}.jpg"
+        assert row.storage_key == original_key_of(created)
 
 
 async def test_upload_stores_png_under_detected_type_even_when_named_jpg(client: httpx.AsyncClient) -> None:
@@ -73,12 +94,17 @@ async def test_upload_stores_png_under_detected_type_even_when_named_jpg(client:
     assert download.headers["content-type"] == "image/png"
 
 
-async def test_upload_at_exactly_the_size_limit_is_accepted(client: httpx.AsyncClient) -> None:
+async def test_upload_at_exactly_the_size_limit_is_accepted_and_stored_without_its_padding(
+    client: httpx.AsyncClient,
+) -> None:
     body = corpus_bytes("hopper.jpg")
     padded = body + b"\0" * (FIVE_MIB - len(body))
     response = await upload(client, padded)
     assert response.status_code == 201, response.text
-    assert response.json()["file_size"] == FIVE_MIB
+    # What follows the picture's end is no part of it: stripping keeps the picture only.
+    stored = (await client.get(response.json()["url"])).content
+    assert response.json()["file_size"] == len(stored) < len(body)
+    assert frames_pixels(stored) == frames_pixels(body)
 
 
 async def test_upload_one_byte_over_the_limit_is_413_with_the_limit(
@@ -219,7 +245,7 @@ async def test_file_names_are_sanitised_and_never_used_as_storage_keys(
     assert response.status_code == 201, response.text
     created = response.json()
     assert created["filename"] == stored_name
-    assert bucket_keys(settings) == {f"{created['id']}.jpg"}
+    assert bucket_keys(settings) == {original_key_of(created)}
 
 
 async def test_control_characters_in_a_raw_multipart_file_name_are_dropped(client: httpx.AsyncClient) -> None:

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.config import Config
@@ -15,7 +16,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from alembic import command
-from tests.conftest import BACKEND_DIR, DEFAULT_TEST_DATABASE_URL, _admin_execute
+from app.config import Settings
+from tests.api.apps import running_app
+from tests.conftest import BACKEND_DIR, DEFAULT_TEST_DATABASE_URL, _admin_execute, corpus_bytes
+from tests.factories import make_jpeg, upload
+from tests.integration.legacy_data import LegacyImage, insert_legacy_rows, legacy_image, write_legacy_objects
 
 
 def alembic_config(database_url: str) -> Config:
@@ -61,3 +66,72 @@ def test_migrations_build_the_schema_the_models_describe_and_undo_it(empty_datab
     assert asyncio.run(_tables(empty_database)) <= {"alembic_version"}
     command.upgrade(config, "head")
     command.check(config)
+
+
+def test_images_stored_before_content_addressing_survive_the_upgrade_and_the_downgrade(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """Old-layout images (own keys, unstripped, duplicates stored twice) migrate up and down intact."""
+    config = alembic_config(empty_database)
+    command.upgrade(config, "0003")
+    photo, thumbnail = corpus_bytes("jpeg_camera_metadata_orientation_6.jpg"), make_jpeg(30, 40)
+    legacy = [
+        legacy_image(photo, "image/jpeg", (800, 600), thumbnail),
+        legacy_image(photo, "image/jpeg", (800, 600), thumbnail),  # the same file, stored twice back then
+        legacy_image(corpus_bytes("hopper.png"), "image/png", (128, 128), thumbnail),
+    ]
+    storage_root = tmp_path / "images"
+    asyncio.run(insert_legacy_rows(empty_database, legacy))
+    write_legacy_objects(storage_root, legacy)
+
+    command.upgrade(config, "head")
+    command.check(config)
+    settings = Settings(database_url=empty_database, storage_backend="local", local_storage_path=storage_root)
+    asyncio.run(_served_as_before(settings, legacy))
+
+    command.downgrade(config, "0003")
+    assert asyncio.run(_unique_constraints(empty_database)) == {"uq_images_storage_key": ["storage_key"]}
+    command.upgrade(config, "head")
+    asyncio.run(_served_as_before(settings, legacy))
+
+
+def test_the_downgrade_refuses_once_images_share_content_addressed_originals(
+    empty_database: str, tmp_path: Path
+) -> None:
+    config = alembic_config(empty_database)
+    command.upgrade(config, "head")
+    settings = Settings(database_url=empty_database, storage_backend="local", local_storage_path=tmp_path)
+
+    async def upload_twice() -> None:
+        async with running_app(settings, empty_tables_on_exit=False) as (_app, client):
+            for _ in range(2):
+                assert (await upload(client, make_jpeg(50, 50))).status_code == 201
+
+    asyncio.run(upload_twice())
+    with pytest.raises(RuntimeError, match="content-addressed originals"):
+        command.downgrade(config, "0003")
+    # Refused before anything changed: the schema is still the newest.
+    command.check(config)
+
+
+async def _served_as_before(settings: Settings, legacy: list[LegacyImage]) -> None:
+    async with running_app(settings, empty_tables_on_exit=False) as (_app, client):
+        for image in legacy:
+            metadata = await client.get(f"/api/v1/images/{image.id}")
+            assert metadata.status_code == 200, metadata.text
+            assert metadata.json()["checksum"] == image.checksum
+            assert "storage_key" not in metadata.json()
+            assert (await client.get(metadata.json()["url"])).content == image.body
+            assert (await client.get(metadata.json()["thumbnail_url"])).content == image.thumbnail
+
+
+async def _unique_constraints(database_url: str) -> dict[str, list[str]]:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            found: list[dict[str, Any]] = await connection.run_sync(
+                lambda sync: inspect(sync).get_unique_constraints("images")
+            )
+            return {str(item["name"]): list(item["column_names"]) for item in found}
+    finally:
+        await engine.dispose()
