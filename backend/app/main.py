@@ -36,8 +36,9 @@ logger = logging.getLogger(__name__)
 
 SESSION_COOKIE_NAME = "chitram_session"
 DESCRIPTION = """
-Chitram is a self-hosted image host. Upload a JPEG or PNG, get its metadata, a direct link and a
-300 px thumbnail. Log in (Authorize, top right) to own your uploads; anonymous uploads get a
+Chitram is a self-hosted image host. Upload a JPEG, PNG, WebP, GIF, AVIF or HEIC image (stored
+without its location and camera metadata, and once however often it is uploaded), get its metadata,
+a direct link and a 300 px thumbnail. Log in (Authorize, top right) to own your uploads; anonymous uploads get a
 one-time delete token instead.
 
 Every error has one shape: `{"detail": {"code": "...", "message": "...", "details": {...}}}`;

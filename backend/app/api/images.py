@@ -21,6 +21,7 @@ from app.api.deps import (
 from app.api.file_responses import CONDITIONAL_REQUEST_PARAMETERS, stored_file_response
 from app.api.upload_body import UPLOAD_REQUEST_BODY, store_upload
 from app.errors import (
+    AnimationTooLarge,
     DeleteTokenRequired,
     FileTooLarge,
     Forbidden,
@@ -61,6 +62,7 @@ router = APIRouter(prefix="/api/v1/images", tags=["images"])
         InvalidFileFormat,
         InvalidImage,
         ImageDimensionsExceeded,
+        AnimationTooLarge,
         FileTooLarge,
         ValidationFailed,
         StorageUnavailable,
@@ -72,7 +74,10 @@ router = APIRouter(prefix="/api/v1/images", tags=["images"])
     ),
 )
 async def upload_image(request: Request) -> Response:
-    """Upload a JPEG or PNG image (multipart field `file`).
+    """Upload an image (multipart field `file`): JPEG, PNG, WebP, GIF, AVIF or HEIC/HEIF, told from its bytes.
+
+    The stored file has no metadata but its colour profile and orientation (no GPS, camera, XMP,
+    IPTC, comments); identical content is stored once, and every upload still gets its own record.
 
     With a Bearer token the image belongs to that account; an anonymous upload gets a one-time
     `delete_token` in this response instead.

@@ -40,7 +40,11 @@ UPLOAD_REQUEST_BODY: dict[str, Any] = {
                 "type": "object",
                 "required": [FILE_FIELD],
                 "properties": {
-                    FILE_FIELD: {"type": "string", "format": "binary", "description": "A JPEG or PNG image."}
+                    FILE_FIELD: {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "A JPEG, PNG, WebP, GIF, AVIF or HEIC/HEIF image.",
+                    }
                 },
             }
         }
