@@ -10,6 +10,9 @@ import pytest
 from markupsafe import escape
 
 from app.api.web_support import TEMPLATES_DIR
+from app.config import Settings
+from tests.api.apps import run_thumbnail_job, running_app, without_workers
+from tests.conftest import corpus_bytes
 from tests.factories import bearer, make_jpeg, register, upload
 from tests.web.helpers import image_ids, logged_in_user
 
@@ -194,3 +197,20 @@ async def test_home_lists_only_the_users_own_images(client: httpx.AsyncClient) -
     assert image_ids(visitor_home) == []
     assert theirs["id"] not in visitor_home
     assert anonymous["id"] not in visitor_home
+
+
+async def test_a_heic_page_waits_for_its_preview_and_then_shows_it(settings: Settings) -> None:
+    """Most browsers cannot show HEIC: until its thumbnail exists, the page asks again for it."""
+    async with running_app(without_workers(settings)) as (app, client):
+        created = (await upload(client, corpus_bytes("heic_static.heic"), "IMG_0042.HEIC")).json()
+        pending = (await client.get(f"/image/{created['id']}")).text
+        assert "Preparing a preview" in pending
+        assert f'hx-get="/image/{created["id"]}"' in pending
+        assert f'src="{created["url"]}"' not in pending  # no broken image of the original
+
+        await run_thumbnail_job(app, created["id"])
+        ready = (await client.get(f"/image/{created['id']}")).text
+        assert "Preparing a preview" not in ready
+        assert f'src="/api/v1/images/{created["id"]}/thumbnail"' in ready
+        assert f'<source srcset="{created["url"]}" type="image/heic">' in ready
+        assert f'href="{created["url"]}" download' in ready
