@@ -147,6 +147,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _animation_limit_covers_a_still(self) -> Settings:
+        if self.max_animation_pixels < self.max_image_pixels:
+            raise ValueError("MAX_ANIMATION_PIXELS must be at least MAX_IMAGE_PIXELS (a still image is one frame)")
+        return self
+
+    @model_validator(mode="after")
     def _production_needs_real_secret(self) -> Settings:
         if self.app_env == "production":
             secret = self.jwt_secret_key

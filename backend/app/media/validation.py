@@ -29,7 +29,7 @@ from app.errors import AnimationTooLarge, ImageDimensionsExceeded, InvalidFileFo
 from app.media.census import Census, take_census
 from app.media.codecs import register_codecs
 from app.media.containers import MalformedContainer
-from app.media.formats import JPEG, PILLOW_FORMATS, SNIFF_BYTES, family, sniff_content_type
+from app.media.formats import GIF, JPEG, PILLOW_FORMATS, SNIFF_BYTES, family, sniff_content_type
 from app.media.metadata import strip_metadata
 from app.media.thumbnail_plan import DecodedFrame, plan_thumbnail
 from app.media.thumbnails import fit_loaded_frame
@@ -164,9 +164,10 @@ def _census_from_decoder(data: bytes, content_type: str, limits: Limits) -> Cens
     with _pillow_errors_as_invalid_image(), Image.open(io.BytesIO(data), formats=PILLOW_FORMATS[content_type]) as image:
         width, height = image.size
         _check_pixels(width, height, limits=limits)
-        # Formats read here (AVIF, HEIC, and files our readers could not walk) count frames from their
-        # headers; a GIF, whose n_frames would walk the file, never gets here (its census never fails).
-        frames = 1 if content_type == JPEG else int(getattr(image, "n_frames", 1))
+        # AVIF, HEIC and PNG count their frames in their headers. A GIF's n_frames would walk every frame
+        # (a hostile one holds hundreds of thousands), so its frames are left to `decode_upload`, which
+        # counts them one by one within the limits; a JPEG's extra pictures likewise.
+        frames = 1 if content_type in (JPEG, GIF) else int(getattr(image, "n_frames", 1))
         return Census(width=width, height=height, frames=frames, animation_pixels=width * height * frames)
 
 
