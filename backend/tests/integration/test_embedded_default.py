@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.services.content_store import original_key
 from tests.conftest import BACKEND_DIR
 from tests.factories import make_jpeg
 from tests.servers import app_server_env, free_port, running_app_server
@@ -41,7 +42,8 @@ def test_embedded_default_uploads_serves_and_deletes_over_http(embedded_server: 
         created = client.post("/api/v1/images/upload", files={"file": ("smoke.jpg", body, "image/jpeg")})
         assert created.status_code == 201, created.text
         image = created.json()
-        assert (storage / f"{image['id']}.jpg").read_bytes() == body
+        stored = storage / original_key(image["checksum"], "image/jpeg")
+        assert stored.read_bytes() == body
         download = client.get(image["url"])
         assert download.status_code == 200
         assert download.content == body
@@ -50,7 +52,7 @@ def test_embedded_default_uploads_serves_and_deletes_over_http(embedded_server: 
         headers = {"X-Delete-Token": image["delete_token"]}
         assert client.delete(f"/api/v1/images/{image['id']}", headers=headers).status_code == 204
         assert client.get(image["url"]).status_code == 404
-        assert not (storage / f"{image['id']}.jpg").exists()
+        assert not stored.exists()
 
 
 def test_embedded_default_gives_an_account_its_uploads_and_refuses_a_gone_account(
@@ -72,11 +74,13 @@ def test_embedded_default_gives_an_account_its_uploads_and_refuses_a_gone_accoun
 
         with sqlite3.connect(tmp_path / "chitram.db") as database:
             database.execute("UPDATE users SET is_active = 0")
-        refused = client.post("/api/v1/images/upload", files=files, headers=headers)
+        other = {"file": ("other.jpg", make_jpeg(121, 80), "image/jpeg")}  # new content: stored, then refused
+        refused = client.post("/api/v1/images/upload", files=other, headers=headers)
         assert refused.status_code == 401
         assert refused.json()["detail"]["code"] == "UNAUTHORIZED"
-        originals = [path.name for path in storage.iterdir() if path.is_file()]
-        assert originals == [f"{created.json()['id']}.jpg"]  # the refused upload's original is gone again
+        originals = [path.relative_to(storage).as_posix() for path in (storage / "originals").rglob("*.jpg")]
+        # The refused upload's original is gone again.
+        assert originals == [original_key(created.json()["checksum"], "image/jpeg")]
 
 
 @pytest.mark.parametrize(
@@ -88,6 +92,9 @@ def test_embedded_default_gives_an_account_its_uploads_and_refuses_a_gone_accoun
         ({"APP_ENV": "production"}, "JWT_SECRET_KEY"),
         ({"APP_ENV": "production", "JWT_SECRET_KEY": "changethis"}, "JWT_SECRET_KEY"),
         ({"MAX_FILE_SIZE_MB": "-1"}, "MAX_FILE_SIZE_MB"),
+        ({"ALLOWED_CONTENT_TYPES": "image/jpeg,image/bmp"}, "ALLOWED_CONTENT_TYPES"),
+        ({"MAX_ANIMATION_PIXELS": "1000", "MAX_IMAGE_PIXELS": "2000"}, "MAX_ANIMATION_PIXELS"),
+        ({"STRIP_METADATA": "perhaps"}, "STRIP_METADATA"),
     ],
 )
 def test_bad_configuration_stops_start_up_with_one_clear_line(variables: dict[str, str], message: str) -> None:

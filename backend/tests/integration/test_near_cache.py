@@ -25,7 +25,12 @@ from tests.api.waiting import wait_until
 if TYPE_CHECKING:
     from tests.redis_fixtures import RedisServer
 
-METADATA = {"id": "4a7e0c2d-0000-4000-8000-000000000002", "filename": "kitten.jpg", "thumbnail_ready": True}
+METADATA = {
+    "id": "4a7e0c2d-0000-4000-8000-000000000002",
+    "filename": "kitten.jpg",
+    "thumbnail_ready": True,
+    "storage_key": "originals/4a/kitten.jpg",
+}
 # Announcements cross one loopback connection; a generous bound that still says "moments".
 ANNOUNCEMENT_DEADLINE_SECONDS = 2.0
 # Time for a silent channel to be declared dead, plus the same margin.

@@ -42,6 +42,7 @@ METADATA = {
     "thumbnail_ready": False,
     "owner_id": None,
     "tags": ["a", "b"],
+    "storage_key": "originals/ab/cat.jpg",
 }
 
 
@@ -93,7 +94,8 @@ async def test_cache_stores_plain_json_under_prefixed_key_with_ttl(handle: Redis
     assert cache.key(image_id) == key
     assert await raw_redis.get(key) == (
         b'{"id":"3f2b8c1e-0000-4000-8000-000000000001","original_filename":"cat.jpg","size_bytes":1234,'
-        b'"width":640,"height":480,"thumbnail_ready":false,"owner_id":null,"tags":["a","b"]}'
+        b'"width":640,"height":480,"thumbnail_ready":false,"owner_id":null,"tags":["a","b"],'
+        b'"storage_key":"originals/ab/cat.jpg"}'
     )
     assert 0 < await raw_redis.ttl(key) <= 120
 

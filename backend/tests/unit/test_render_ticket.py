@@ -11,9 +11,9 @@ import anyio
 import anyio.to_thread
 import pytest
 
+from app.media.thumbnails import RenderedThumbnail
 from app.services.storage.local import LocalStorage
 from app.services.thumbnail_jobs import RenderTicket, _render_and_store
-from app.services.thumbnail_render import RenderedThumbnail
 from app.utils.worker_threads import run_blocking
 
 
