@@ -264,17 +264,19 @@ class ThumbnailJobs:
         """
         async with transaction(self._sessionmaker) as connection:
             await lock_content(connection, checksum)
-            ids = {"sharing_id": image_id, "shared_key": storage_key}
-            ready = (await connection.execute(_READY_SIBLING, ids)).first()
+            ready = (
+                await connection.execute(_READY_SIBLING, {"sharing_id": image_id, "shared_key": storage_key})
+            ).first()
             if ready is None:
                 return False
             shared = {
-                "shared_thumbnail_key": ready.thumbnail_key,
-                "shared_content_type": ready.thumbnail_content_type,
-                "shared_size": ready.thumbnail_size,
-                "shared_checksum": ready.thumbnail_checksum,
+                "finished_id": image_id,
+                "new_key": ready.thumbnail_key,
+                "new_content_type": ready.thumbnail_content_type,
+                "new_size": ready.thumbnail_size,
+                "new_checksum": ready.thumbnail_checksum,
             }
-            result = await connection.execute(_TAKE_OVER_READY, {**ids, **shared})
+            result = await connection.execute(_FINISH_READY, shared)
             return result.rowcount > 0
 
     async def _read_original(self, storage_key: str) -> io.BytesIO:
@@ -426,7 +428,8 @@ _FINISH_READY = (
         thumbnail_lease_until=None,
     )
 )
-# A ready thumbnail of another image with the same original, and how a pending image takes it over.
+# A ready thumbnail of another image with the same original (a pending image takes it over with
+# _FINISH_READY, as if it had rendered it).
 _READY_SIBLING = (
     select(Image.thumbnail_key, Image.thumbnail_content_type, Image.thumbnail_size, Image.thumbnail_checksum)
     .where(
@@ -435,17 +438,4 @@ _READY_SIBLING = (
         Image.id != bindparam("sharing_id"),
     )
     .limit(1)
-)
-_TAKE_OVER_READY = (
-    update(Image)
-    .where(Image.id == bindparam("sharing_id"), Image.thumbnail_status == ThumbnailStatus.PENDING)
-    .values(
-        thumbnail_status=ThumbnailStatus.READY,
-        thumbnail_key=bindparam("shared_thumbnail_key"),
-        thumbnail_content_type=bindparam("shared_content_type"),
-        thumbnail_size=bindparam("shared_size"),
-        thumbnail_checksum=bindparam("shared_checksum"),
-        thumbnail_error=None,
-        thumbnail_lease_until=None,
-    )
 )

@@ -26,7 +26,7 @@ from app.models import Image
 from tests.api.helpers import bucket_keys
 from tests.conftest import _truncate_tables
 from tests.factories import UPLOAD_URL, make_jpeg
-from tests.servers import app_server_env, free_port, running_app_server
+from tests.servers import app_server_env, free_port, running_app_server, settings_env
 
 ROUNDS = 16
 COPIES_PER_ROUND = 6
@@ -48,19 +48,7 @@ def two_api_processes(settings: Settings, tmp_path: Path) -> Iterator[list[str]]
     with ExitStack() as stack:
         urls = []
         for number in range(2):
-            env = app_server_env(
-                HOST="127.0.0.1",
-                PORT=str(free_port()),
-                DATABASE_URL=settings.database_url,
-                STORAGE_BACKEND="minio",
-                MINIO_ENDPOINT=settings.minio_endpoint,
-                MINIO_BUCKET=settings.minio_bucket,
-                MINIO_ACCESS_KEY=settings.minio_access_key,
-                MINIO_SECRET_KEY=settings.minio_secret_key,
-                REDIS_URL=str(settings.redis_url),
-                RATE_LIMIT_PER_MINUTE="100000",
-                THUMBNAIL_SWEEP_INTERVAL_SECONDS="0.2",
-            )
+            env = app_server_env(HOST="127.0.0.1", PORT=str(free_port()), **settings_env(settings))
             urls.append(stack.enter_context(running_app_server(env, tmp_path / f"api-{number}.log")))
         yield urls
 

@@ -26,7 +26,7 @@ from tests.conftest import BACKEND_DIR, corpus_bytes
 from tests.factories import make_jpeg
 from tests.image_checks import frames_pixels, revealing_metadata
 from tests.integration.legacy_data import LegacyImage, insert_legacy_rows, legacy_image
-from tests.servers import app_server_env
+from tests.servers import app_server_env, settings_env
 
 COMMAND = [sys.executable, "-m", "app.admin", "strip-metadata"]
 
@@ -53,15 +53,7 @@ async def legacy(settings: Settings) -> list[LegacyImage]:
 
 
 def command_env(settings: Settings) -> dict[str, str]:
-    return app_server_env(
-        DATABASE_URL=settings.database_url,
-        STORAGE_BACKEND="minio",
-        MINIO_ENDPOINT=settings.minio_endpoint,
-        MINIO_BUCKET=settings.minio_bucket,
-        MINIO_ACCESS_KEY=settings.minio_access_key,
-        MINIO_SECRET_KEY=settings.minio_secret_key,
-        REDIS_URL=str(settings.redis_url),
-    )
+    return app_server_env(**settings_env(settings))
 
 
 def run_command(settings: Settings, *arguments: str) -> subprocess.CompletedProcess[str]:
