@@ -10,6 +10,7 @@ from PIL import Image
 from playwright.async_api import Page, Route, expect
 
 from tests.browser.conftest import LiveServer, create_account, screenshot, unique_email
+from tests.conftest import corpus_bytes
 from tests.factories import make_png
 
 IMAGE_PAGE = re.compile(r"/image/([0-9a-f-]{36})$")
@@ -173,13 +174,29 @@ async def test_login_with_a_wrong_password_shows_the_error_then_the_right_one_fo
     assert "chitram_session" not in {cookie["name"] for cookie in await page.context.cookies()}
 
 
+async def test_a_phone_photo_the_browser_cannot_name_or_show_is_uploaded_all_the_same(page: Page) -> None:
+    """Browsers often give a HEIC file no type and cannot preview it: the server decides from its bytes."""
+    await page.goto("/upload")
+    await _choose_file(page, "IMG_4032.HEIC", "", corpus_bytes("heic_exif_gps_xmp_orientation_6.heic"))
+    await expect(page.locator("#client-error")).to_be_hidden()
+    await expect(page.locator("#preview")).to_be_hidden()  # no broken preview image
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    result = page.locator("#upload-result")
+    await expect(result.get_by_role("link", name="Open the image page")).to_be_visible()
+    await result.get_by_role("link", name="Open the image page").click()
+    await expect(page.get_by_role("heading", name="IMG_4032.HEIC")).to_be_visible()
+    await expect(page.locator("dd", has_text="image/heic")).to_be_visible()
+
+
 async def test_the_upload_form_explains_what_it_refuses_in_words(page: Page) -> None:
     await page.goto("/upload")
     error = page.locator("#client-error")
     upload_button = page.get_by_role("button", name="Upload", exact=True)
 
     await _choose_file(page, "notes.txt", "text/plain", b"not an image")
-    await expect(error).to_have_text("Only JPEG and PNG images can be uploaded; this file is text/plain.")
+    await expect(error).to_have_text(
+        "Only JPEG, PNG, WebP, GIF, AVIF or HEIC images can be uploaded; this file is text/plain."
+    )
     await expect(upload_button).to_be_disabled()
     await screenshot(page, "upload-refused-type")
 
