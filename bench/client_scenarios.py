@@ -7,10 +7,11 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
+import images
 from services import RssSampler
 
 UPLOAD_PATH = "/api/v1/images/upload"
@@ -20,27 +21,62 @@ THUMBNAIL_DEADLINE_SECONDS = 30.0
 ALLOWED_UPLOAD_STATUSES = frozenset({201, 503})
 
 
-def register(client: httpx.Client) -> str:
-    """A new account's Bearer token."""
+class Account(NamedTuple):
+    token: str  # Bearer
+    user_id: str
+
+
+def register(client: httpx.Client) -> Account:
+    """A new account: its Bearer token, and its id (whose uploads the database can count)."""
     response = client.post(
         "/api/v1/auth/register",
         json={"email": f"bench-{uuid.uuid4().hex[:10]}@example.com", "password": "bench-password-123"},
     )
     response.raise_for_status()
-    token: str = response.json()["access_token"]
-    return token
+    answer = response.json()
+    return Account(answer["access_token"], answer["user"]["id"])
 
 
-def upload(client: httpx.Client, token: str, body: bytes, filename: str = "bench.jpg") -> dict[str, Any]:
+def upload(
+    client: httpx.Client, token: str, body: bytes, filename: str = "bench.jpg", content_type: str = "image/jpeg"
+) -> dict[str, Any]:
     response = client.post(
         UPLOAD_PATH,
-        files={"file": (filename, body, "image/jpeg")},
+        files={"file": (filename, body, content_type)},
         headers={"Authorization": f"Bearer {token}"},
     )
     if response.status_code != 201:
         raise RuntimeError(f"upload answered {response.status_code}: {response.text[:300]}")
     image: dict[str, Any] = response.json()
     return image
+
+
+def check_variants_are_new(
+    client: httpx.Client, token: str, image: bytes, *, filename: str, content_type: str, count: int = 3
+) -> list[str]:
+    """Upload `count` ICC-stamped variants of `image`; fail unless each is stored as new content.
+
+    What a unique-upload scenario relies on, seen from outside: distinct checksums (so the server
+    deduplicated none of them), and the size of `image` (the same picture). Returns the checksums.
+    """
+    stored = [
+        upload(client, token, images.fresh(image), filename=filename, content_type=content_type) for _ in range(count)
+    ]
+    checksums = [answer["checksum"] for answer in stored]
+    sizes = {(answer["width"], answer["height"]) for answer in stored}
+    if len(set(checksums)) != count or len(sizes) != 1:
+        raise RuntimeError(f"stamped variants of {filename} are not all new content: {checksums}, sizes {sizes}")
+    return checksums
+
+
+def wait_for_thumbnail(client: httpx.Client, image_id: str) -> None:
+    """Poll an image's metadata until its thumbnail is ready."""
+    deadline = time.perf_counter() + THUMBNAIL_DEADLINE_SECONDS
+    while time.perf_counter() < deadline:
+        if client.get(f"/api/v1/images/{image_id}").json()["thumbnail_ready"]:
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"the thumbnail of {image_id} was not ready within {THUMBNAIL_DEADLINE_SECONDS:g} s")
 
 
 def warm_metadata_cache(client: httpx.Client, image_id: str) -> None:
@@ -65,13 +101,18 @@ def check_download(client: httpx.Client, path: str, expected: bytes) -> None:
 
 
 def thumbnail_latency(client: httpx.Client, token: str, source: bytes, samples: int, server_pid: int) -> dict[str, Any]:
-    """Upload `source` `samples` times, one after another; poll its metadata until `thumbnail_ready`."""
+    """Upload `source` `samples` times, one after another; poll its metadata until `thumbnail_ready`.
+
+    Each upload is new content (`images.fresh`): a copy of stored content shares its thumbnail at
+    once and would time nothing.
+    """
     after_upload, end_to_end, upload_times = [], [], []
     failures = 0
     with RssSampler(server_pid) as rss:
         for index in range(samples):
+            body = images.fresh(source)
             started = time.perf_counter()
-            image = upload(client, token, source, filename=f"thumb-{index}.jpg")
+            image = upload(client, token, body, filename=f"thumb-{index}.jpg")
             uploaded = time.perf_counter()
             deadline = uploaded + THUMBNAIL_DEADLINE_SECONDS
             while True:
@@ -115,7 +156,8 @@ async def _concurrent_uploads(base_url: str, token: str, body: bytes, count: int
             try:
                 response = await client.post(
                     UPLOAD_PATH,
-                    files={"file": (f"big-{index}.jpg", body, "image/jpeg")},
+                    # New content each: copies of one upload would skip decoding once the first is stored.
+                    files={"file": (f"big-{index}.jpg", images.fresh(body), "image/jpeg")},
                     headers={"Authorization": f"Bearer {token}"},
                 )
             except httpx.TransportError as error:
@@ -130,7 +172,7 @@ async def _concurrent_uploads(base_url: str, token: str, body: bytes, count: int
 
 
 def memory_under_big_uploads(base_url: str, token: str, body: bytes, count: int, server_pid: int) -> dict[str, Any]:
-    """`count` uploads at once; the server's peak RSS until they are answered and their thumbnails made."""
+    """`count` uploads at once, each new content; the server's peak RSS until answered and thumbnails made."""
     with RssSampler(server_pid) as rss, httpx.Client(base_url=base_url, timeout=30) as client:
         started = time.perf_counter()
         statuses, image_ids = asyncio.run(_concurrent_uploads(base_url, token, body, count))

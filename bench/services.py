@@ -237,10 +237,11 @@ class CpuReading:
         return cls(int(fields[11]) + int(fields[12]), sum(machine), machine[3] + machine[4])
 
     def since(self, earlier: CpuReading, requests: int) -> dict[str, float | None]:
-        """The process's CPU per request (ms) and the machine's idle share (%) between two readings."""
+        """The process's CPU (s), its CPU per request (ms) and the machine's idle share (%) between two readings."""
         tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
         machine = self.machine_ticks - earlier.machine_ticks
         return {
+            "server_cpu_s": round((self.process_ticks - earlier.process_ticks) * tick_ms / 1000, 2),
             "server_cpu_ms_per_request": (
                 round((self.process_ticks - earlier.process_ticks) * tick_ms / requests, 2) if requests else None
             ),

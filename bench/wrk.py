@@ -1,18 +1,23 @@
 """Driving a server with wrk: a warm-up, then a measured run whose Lua `done` prints the figures as JSON.
 
-While the measured run goes, the server's RSS is polled, and with `profile_to` py-spy records its
-stacks (folded, `--format raw`) for the same seconds.
+Between the two the server is left to finish what the warm-up left it (requests wrk abandoned,
+thumbnails), so the measured window pays only for its own requests. While the measured run goes, the
+server's RSS is polled, and with `profile_to` py-spy records its stacks (folded, `--format raw`) for
+the same seconds.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import images
 from services import VENV_BIN, CpuReading, RssSampler
 
 THREADS = 2
@@ -35,23 +40,84 @@ end
 """
 
 
-def upload_lua(jpeg_path: Path, token: str) -> str:
-    """A POST of one multipart body, built once from the file and reused for every request."""
-    boundary = "chitram-bench-boundary-7d3f"
-    return f"""
-local file = assert(io.open("{jpeg_path}", "rb"))
-local jpeg = file:read("*a")
+BOUNDARY = "chitram-bench-boundary-7d3f"
+# Each wrk invocation of a run (warm-ups too) gets its own range of ICC dates per thread, passed in as
+# the script's argument: a body is never sent twice in one run, whichever scenario or leg sends it.
+_invocations = itertools.count()
+# Seconds of ICC date per thread and invocation: far more requests than a thread sends in a minute.
+STAMPS_PER_THREAD = 1_000_000
+MAX_THREADS = 16
+
+
+def multipart_body(image: bytes, *, filename: str, content_type: str) -> tuple[bytes, int]:
+    """One upload's multipart/form-data body, and where the image's first byte is in it."""
+    head = (
+        f"--{BOUNDARY}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: {content_type}\r\n\r\n"
+    ).encode()
+    return head + image + f"\r\n--{BOUNDARY}--\r\n".encode(), len(head)
+
+
+def upload_lua(image: bytes, token: str, *, body_path: Path, filename: str, content_type: str, unique: bool) -> str:
+    """POST uploads of `image`: the very same body every time, or (`unique`) a new one every time.
+
+    A unique body has the ICC profile's date and time (images.icc_date_offset) rewritten from a
+    counter, each thread counting through its own range: content that is new after stripping too
+    and decodes exactly like `image`. The body is written to `body_path` for the script to read.
+    """
+    body, image_at = multipart_body(image, filename=filename, content_type=content_type)
+    body_path.write_bytes(body)
+    script = f"""
+local file = assert(io.open("{body_path}", "rb"))
+local body = file:read("*a")
 file:close()
 wrk.method = "POST"
 wrk.headers["Authorization"] = "Bearer {token}"
-wrk.headers["Content-Type"] = "multipart/form-data; boundary={boundary}"
-wrk.body = "--{boundary}\\r\\n"
-  .. 'Content-Disposition: form-data; name="file"; filename="bench.jpg"\\r\\n'
-  .. "Content-Type: image/jpeg\\r\\n\\r\\n"
-  .. jpeg
-  .. "\\r\\n--{boundary}--\\r\\n"
+wrk.headers["Content-Type"] = "multipart/form-data; boundary={BOUNDARY}"
+"""
+    if not unique:
+        return script + "wrk.body = body\n" + REPORT_LUA
+    stamp_at = image_at + images.icc_date_offset(image)
+    # Lua strings count from 1: the stamp replaces bytes stamp_at+1 .. stamp_at+12.
+    return (
+        script
+        + f"""
+local head = body:sub(1, {stamp_at})
+local tail = body:sub({stamp_at + images.ICC_DATE_SIZE + 1})
+local threads = 0
+
+setup = function(thread)
+  thread:set("thread_index", threads)
+  threads = threads + 1
+end
+
+init = function(args)
+  local invocation = assert(tonumber(args[1]), "the invocation number is the script's argument")
+  assert(thread_index < {MAX_THREADS})
+  next_second = {images.FIRST_STAMP_SECOND} + (invocation * {MAX_THREADS} + thread_index) * {STAMPS_PER_THREAD}
+end
+
+local function u16(value)
+  return string.char(math.floor(value / 256), value % 256)
+end
+
+-- The ICC date and time field as images.icc_stamp writes it: year, month, day, hour, minute, second.
+request = function()
+  local t = os.date("!*t", next_second)
+  next_second = next_second + 1
+  local stamp = u16(t.year) .. u16(t.month) .. u16(t.day) .. u16(t.hour) .. u16(t.min) .. u16(t.sec)
+  return wrk.format(nil, nil, nil, head .. stamp .. tail)
+end
 {REPORT_LUA}
 """
+    )
+
+
+def stamp_range(invocation: int, thread_index: int) -> range:
+    """The ICC dates (seconds) the Lua of `upload_lua` gives one thread of one invocation."""
+    first = images.FIRST_STAMP_SECOND + (invocation * MAX_THREADS + thread_index) * STAMPS_PER_THREAD
+    return range(first, first + STAMPS_PER_THREAD)
 
 
 @dataclass
@@ -70,8 +136,16 @@ def run_wrk(run: WrkRun, *, workdir: Path, name: str, server_pid: int, profile_t
     script = workdir / f"{name}.lua"
     script.write_text(run.lua)
     base = ["wrk", f"-t{run.threads}", f"-c{run.connections}", f"--timeout={run.timeout_seconds}s", "-s", str(script)]
+    if run.threads > MAX_THREADS:
+        raise ValueError(f"upload scripts number at most {MAX_THREADS} threads")
     if run.warmup > 0:
-        subprocess.run([*base, f"-d{run.warmup}s", run.url], capture_output=True, check=True, timeout=run.warmup + 30)
+        subprocess.run(
+            [*base, f"-d{run.warmup}s", run.url, "--", str(next(_invocations))],
+            capture_output=True,
+            check=True,
+            timeout=run.warmup + 30,
+        )
+    wait_for_quiet(server_pid)
 
     profiler = None
     if profile_to is not None:
@@ -99,7 +173,7 @@ def run_wrk(run: WrkRun, *, workdir: Path, name: str, server_pid: int, profile_t
     cpu_before = CpuReading.now(server_pid)
     with RssSampler(server_pid) as rss:
         completed = subprocess.run(
-            [*base, f"-d{run.duration}s", "--latency", run.url],
+            [*base, f"-d{run.duration}s", "--latency", run.url, "--", str(next(_invocations))],
             capture_output=True,
             text=True,
             timeout=run.duration + 60,
@@ -136,6 +210,56 @@ def run_wrk(run: WrkRun, *, workdir: Path, name: str, server_pid: int, profile_t
         # Diagnostics, not targets: where a rate falls short, they say whether the server was busy.
         **cpu_after.since(cpu_before, int(figures["requests"])),
     }
+
+
+def combine_legs(legs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One scenario's figures from several measured runs (legs) of it, each leg's own kept under `legs`.
+
+    Totals add up (requests, seconds, errors, CPU); req/s and CPU per request are over all legs; the
+    idle share is weighted by time, p50 by requests; p99 and the peaks are the largest of any leg.
+    """
+    first = legs[0]
+    requests = sum(leg["requests"] for leg in legs)
+    seconds = sum(leg["duration_s"] for leg in legs)
+    cpu_s = sum(leg["server_cpu_s"] for leg in legs)
+    return {
+        **first,
+        "duration_s": round(seconds, 2),
+        "requests": requests,
+        "req_per_s": round(requests / seconds, 1),
+        "p50_ms": round(sum(leg["p50_ms"] * leg["requests"] for leg in legs) / requests, 2) if requests else 0.0,
+        "p99_ms": max(leg["p99_ms"] for leg in legs),
+        "max_ms": max(leg["max_ms"] for leg in legs),
+        "mb_per_s": round(sum(leg["mb_per_s"] * leg["duration_s"] for leg in legs) / seconds, 1),
+        "errors": sum(leg["errors"] for leg in legs),
+        "error_breakdown": {key: sum(leg["error_breakdown"][key] for leg in legs) for key in first["error_breakdown"]},
+        "peak_rss_mb": max(leg["peak_rss_mb"] for leg in legs),
+        "server_cpu_s": round(cpu_s, 2),
+        "server_cpu_ms_per_request": round(cpu_s * 1000 / requests, 2) if requests else None,
+        "machine_idle_percent": round(
+            sum((leg["machine_idle_percent"] or 0) * leg["duration_s"] for leg in legs) / seconds, 1
+        ),
+        "legs": [
+            {key: leg[key] for key in ("duration_s", "requests", "req_per_s", "p99_ms", "server_cpu_ms_per_request")}
+            for leg in legs
+        ],
+    }
+
+
+def wait_for_quiet(pid: int, *, window: float = 0.5, limit: float = 60.0) -> float:
+    """Wait until process `pid` used at most one clock tick of CPU in `window` seconds; the seconds waited.
+
+    Gives up quietly after `limit` seconds: a server that never rests is measured as it is.
+    """
+    started = time.monotonic()
+    previous = CpuReading.now(pid).process_ticks
+    while time.monotonic() - started < limit:
+        time.sleep(window)
+        current = CpuReading.now(pid).process_ticks
+        if current - previous <= 1:
+            break
+        previous = current
+    return round(time.monotonic() - started, 2)
 
 
 def parse_report(stdout: str) -> dict[str, float]:

@@ -1,0 +1,195 @@
+"""The targets of issues 5 and 13, each a figure of one run against a reference from the same run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Results = dict[str, Any]
+
+# A 5 MB object streamed to 32 clients may hold a few chunks per connection, never the file:
+# 32 connections x 5 MB would be 160 MB, so growth beyond this much more than with 500 KB objects
+# means the bytes are being buffered.
+S3_FLAT_MEMORY_SLACK_MB = 16.0
+
+
+@dataclass(frozen=True)
+class Target:
+    figure: str
+    value: Callable[[Results], float]
+    unit: str
+    target: str
+    passes: Callable[[float, float | None], bool]
+    ceiling_name: str = ""
+    ceiling: Callable[[Results], float] | None = None
+    # How the figure relates to its ceiling: value/ceiling, or ceiling-relative for "lower is better".
+    ratio_kind: str = "value/ceiling"
+
+
+def _ratio(value: float, ceiling: float | None) -> float | None:
+    if ceiling is None or ceiling == 0:
+        return None
+    return value / ceiling
+
+
+def _rss_growth(scenario: Results) -> float:
+    return float(scenario["peak_rss_mb"] - scenario["rss_start_mb"])
+
+
+TARGETS = (
+    Target(
+        "1. Cached metadata, req/s",
+        lambda r: r["metadata_cached"]["req_per_s"],
+        "req/s",
+        "≥ 35% of Starlette",
+        lambda v, c: (_ratio(v, c) or 0) >= 0.35,
+        "bare Starlette JSON, req/s",
+        lambda r: r["starlette_json_ceiling"]["req_per_s"],
+    ),
+    Target(
+        "1. Cached metadata, p99",
+        lambda r: r["metadata_cached"]["p99_ms"],
+        "ms",
+        "≤ 10 ms",
+        lambda v, c: v <= 10,
+        "bare Starlette p99",
+        lambda r: r["starlette_json_ceiling"]["p99_ms"],
+    ),
+    Target(
+        "2. File 500 KB, local, req/s",
+        lambda r: r["file_local"]["req_per_s"],
+        "req/s",
+        "≥ 30% of nginx",
+        lambda v, c: (_ratio(v, c) or 0) >= 0.30,
+        "nginx sendfile, req/s",
+        lambda r: r["nginx_sendfile_ceiling"]["req_per_s"],
+    ),
+    Target(
+        "2. File 500 KB, local, production layout (nginx + X-Accel-Redirect), req/s",
+        lambda r: r["file_local_accel"]["req_per_s"],
+        "req/s",
+        "≥ 30% of nginx",
+        lambda v, c: (_ratio(v, c) or 0) >= 0.30,
+        "nginx sendfile, req/s",
+        lambda r: r["nginx_sendfile_ceiling"]["req_per_s"],
+    ),
+    Target(
+        "2. File 500 KB through S3, req/s",
+        lambda r: r["file_s3"]["req_per_s"],
+        "req/s",
+        "≥ 3x naive read",
+        lambda v, c: (_ratio(v, c) or 0) >= 3.0,
+        "naive get_object().read(), req/s",
+        lambda r: r["naive_s3_read"]["req_per_s"],
+    ),
+    Target(
+        "2. S3 RSS growth, 5 MB objects",
+        lambda r: _rss_growth(r["file_s3_5mb"]),
+        "MB",
+        f"≤ 500 KB growth + {S3_FLAT_MEMORY_SLACK_MB:g} MB (flat)",
+        lambda v, c: c is not None and v <= c + S3_FLAT_MEMORY_SLACK_MB,
+        "RSS growth, 500 KB objects",
+        lambda r: _rss_growth(r["file_s3"]),
+    ),
+    Target(
+        "3. Upload 200 KB, req/s",
+        lambda r: r["upload_200k"]["req_per_s"],
+        "req/s",
+        "≥ 150/s",
+        lambda v, c: v >= 150,
+        # Not part of the target, which is absolute: the ratio says what share of this machine's
+        # capacity for the same work the service reaches, which an absolute rate cannot say.
+        "same work in plain loops, uploads/s",
+        lambda r: r["upload_floor"]["uploads_per_s"],
+    ),
+    Target(
+        "3. Upload 200 KB, p99",
+        lambda r: r["upload_200k"]["p99_ms"],
+        "ms",
+        "≤ 150 ms",
+        lambda v, c: v <= 150,
+    ),
+    Target(
+        "4. Thumbnail ready after upload, median",
+        lambda r: r["thumbnail_latency"]["median_after_upload_ms"],
+        "ms",
+        "≤ 2x floor",
+        lambda v, c: (_ratio(v, c) or float("inf")) <= 2.0,
+        "Pillow draft + thumbnail, median",
+        lambda r: r["thumbnail_floor"]["floor_median_ms"],
+    ),
+    Target(
+        "5. Concurrent 5 MB uploads, peak RSS",
+        lambda r: r["memory_5mb_uploads"]["peak_rss_mb"],
+        "MB",
+        "≤ 300 MB",
+        lambda v, c: v <= 300,
+    ),
+    Target(
+        "5. Concurrent 5 MB uploads, other statuses",
+        lambda r: r["memory_5mb_uploads"]["unexpected"],
+        "responses",
+        "0 (only 201 and 503)",
+        lambda v, c: v == 0,
+    ),
+    Target(
+        "13.1 Unique 200 KB JPEG uploads, stripping on, req/s",
+        lambda r: r["upload_200k"]["req_per_s"],
+        "req/s",
+        "≥ 95% of stripping off",
+        lambda v, c: (_ratio(v, c) or 0) >= 0.95,
+        "the same, STRIP_METADATA=false, req/s",
+        lambda r: r["upload_200k_nostrip"]["req_per_s"],
+    ),
+    Target(
+        "13.2 Unique HEIC uploads, server CPU per upload",
+        lambda r: r["upload_heic"]["server_cpu_ms_per_request"],
+        "ms",
+        "≤ 1.5x floor",
+        lambda v, c: (_ratio(v, c) or float("inf")) <= 1.5,
+        "decode + SHA-256 + store in plain loops, CPU each",
+        lambda r: r["heic_floor"]["cpu_ms_per_upload"],
+    ),
+    Target(
+        "13.2 Unique WebP uploads, server CPU per upload",
+        lambda r: r["upload_webp"]["server_cpu_ms_per_request"],
+        "ms",
+        "≤ 1.5x floor",
+        lambda v, c: (_ratio(v, c) or float("inf")) <= 1.5,
+        "decode + SHA-256 + store in plain loops, CPU each",
+        lambda r: r["webp_floor"]["cpu_ms_per_upload"],
+    ),
+    Target(
+        "13.3 Duplicate 200 KB JPEG uploads, server CPU per upload",
+        lambda r: r["upload_200k_duplicate"]["server_cpu_ms_per_request"],
+        "ms",
+        "≤ 0.5x a unique upload",
+        lambda v, c: (_ratio(v, c) or float("inf")) <= 0.5,
+        "unique uploads (13.1, stripping on), CPU each",
+        lambda r: r["upload_200k"]["server_cpu_ms_per_request"],
+    ),
+)
+
+
+def verdicts(results: Results) -> list[dict[str, Any]]:
+    """One row per target: figure, ceiling, ratio, target and pass/miss."""
+    rows = []
+    scenarios = results["scenarios"]
+    for target in TARGETS:
+        value = float(target.value(scenarios))
+        ceiling = float(target.ceiling(scenarios)) if target.ceiling is not None else None
+        ratio = _ratio(value, ceiling) if target.ceiling is not None and target.unit != "MB" else None
+        rows.append(
+            {
+                "figure": target.figure,
+                "value": value,
+                "unit": target.unit,
+                "ceiling_name": target.ceiling_name,
+                "ceiling": ceiling,
+                "ratio": None if ratio is None else round(ratio, 3),
+                "target": target.target,
+                "pass": bool(target.passes(value, ceiling)),
+            }
+        )
+    return rows
