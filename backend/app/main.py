@@ -31,6 +31,7 @@ from app.services.rate_limit import RateLimiter
 from app.services.redis_client import RedisHandle
 from app.services.storage import WHOLE_READ_LIMIT, build_storage
 from app.services.thumbnail_jobs import ThumbnailJobs
+from app.utils.malloc_arenas import limit_malloc_arenas
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +159,8 @@ def create_serving_app(settings: Settings) -> FastAPI:
     clients) is not frozen. `create_app` alone freezes nothing: a test process builds many apps
     and should collect them.
     """
+    # Before the app starts any thread: a serving process decodes uploads on many (app.utils.malloc_arenas).
+    limit_malloc_arenas()
     app = create_app(settings)
     gc.collect()
     gc.freeze()
