@@ -14,7 +14,6 @@ from urllib.parse import quote
 
 MAX_FILENAME_BYTES: Final = 255  # the usual file-system limit (ext4, APFS, NTFS in UTF-16 units)
 
-_EXTENSIONS: Final[dict[str, str]] = {"image/jpeg": ".jpg", "image/png": ".png"}
 _FALLBACK_STEM: Final = "image"
 # Joiners are format characters (category Cf) that emoji sequences and Indic and Persian scripts
 # need to render correctly; they cannot reorder or hide text the way bidi controls can.
@@ -39,14 +38,6 @@ def sanitize_filename(raw: str | None, *, fallback_extension: str) -> str:
     name = _WHITESPACE_RUN.sub(" ", name).strip(". ")
     name = _truncate_keeping_extension(name, MAX_FILENAME_BYTES)
     return name or _FALLBACK_STEM + fallback_extension
-
-
-def extension_for(content_type: str) -> str:
-    """Return the file extension (".jpg" or ".png") for a stored content type."""
-    try:
-        return _EXTENSIONS[content_type.lower()]
-    except KeyError:
-        raise ValueError(f"no file extension for content type {content_type!r}") from None
 
 
 def content_disposition(filename: str, disposition: str = "inline") -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.media.formats import EXTENSIONS
 from app.models.base import UTCDateTime
 
 _COLUMNS_0003 = (
@@ -46,7 +47,6 @@ IMAGES_AT_HEAD = sa.table(
     *(sa.column(name, kind) for name, kind in _COLUMNS_0003),
     sa.column("metadata_stripped", sa.Boolean()),
 )
-_EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class LegacyImage:
 
     @property
     def storage_key(self) -> str:
-        return f"{self.id}{_EXTENSIONS[self.content_type]}"
+        return f"{self.id}{EXTENSIONS[self.content_type]}"
 
     @property
     def thumbnail_key(self) -> str:
@@ -90,7 +90,7 @@ async def insert_legacy_rows(database_url: str, images: list[LegacyImage], *, at
                     table.insert().values(
                         **extra,
                         id=image.id,
-                        filename=f"legacy-{number}{_EXTENSIONS[image.content_type]}",
+                        filename=f"legacy-{number}{EXTENSIONS[image.content_type]}",
                         storage_key=image.storage_key,
                         content_type=image.content_type,
                         file_size=len(image.body),

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from app.utils.filenames import MAX_FILENAME_BYTES, content_disposition, extension_for, sanitize_filename
+from app.utils.filenames import MAX_FILENAME_BYTES, content_disposition, sanitize_filename
 
 # filename*=UTF-8''<value> is the last parameter whenever it is present.
 EXTENDED_FILENAME = re.compile(r"; filename\*=UTF-8''([^;\s]+)$")
@@ -141,19 +141,6 @@ def test_sanitize_does_not_touch_a_name_of_exactly_255_bytes() -> None:
     raw = "a" * (MAX_FILENAME_BYTES - 4) + ".png"
 
     assert sanitize_filename(raw, fallback_extension=".jpg") == raw
-
-
-# --- extension_for ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("content_type", "extension"), [("image/jpeg", ".jpg"), ("image/png", ".png")])
-def test_extension_for_stored_types(content_type: str, extension: str) -> None:
-    assert extension_for(content_type) == extension
-
-
-def test_extension_for_an_unknown_type_is_an_error() -> None:
-    with pytest.raises(ValueError, match="image/gif"):
-        extension_for("image/gif")
 
 
 # --- content_disposition ------------------------------------------------------------------------
