@@ -106,6 +106,59 @@ class Settings(BaseSettings):
     # Off only for a process that must not make thumbnails (another process or a worker does).
     thumbnail_workers_enabled: bool = True
 
+    # Variants (ADR 0015): the widths `?w=` may ask for, and `<width|full>:<format>` pairs made in the
+    # background after each upload (e.g. `300:webp,600:avif`); every other variant is made on request.
+    variant_widths: Annotated[tuple[int, ...], NoDecode] = (150, 300, 600, 1200)
+    variant_pregenerate: Annotated[tuple[str, ...], NoDecode] = ()
+    # Renders at once per process, renders waiting for a slot (past that: 503 with Retry-After), and
+    # how long one render may take before its waiters are told to retry.
+    variant_render_concurrency: int = Field(default=2, ge=1, le=32)
+    variant_render_queue: int = Field(default=16, ge=0, le=1000)
+    variant_render_timeout_seconds: float = Field(default=30.0, gt=0)
+    # All frames of an animated variant together, in pixels: it is encoded in memory.
+    variant_max_animation_pixels: int = Field(default=50_000_000, ge=1)
+    # Encoders, chosen on measurement (ADR 0015); a change makes new variants (old ones stay unused).
+    variant_jpeg_quality: int = Field(default=85, ge=1, le=100)
+    variant_webp_quality: int = Field(default=80, ge=1, le=100)
+    variant_webp_method: int = Field(default=4, ge=0, le=6)
+    variant_avif_quality: int = Field(default=60, ge=1, le=100)
+    variant_avif_speed: int = Field(default=6, ge=0, le=10)
+    variant_png_compress_level: int = Field(default=6, ge=0, le=9)
+
+    @field_validator("variant_widths", mode="before")
+    @classmethod
+    def _split_widths(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(int(part) for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("variant_widths")
+    @classmethod
+    def _sane_widths(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(not 16 <= width <= 8192 for width in value):
+            raise ValueError("list one or more widths between 16 and 8192, e.g. 150,300,600,1200")
+        return tuple(sorted(set(value)))
+
+    @field_validator("variant_pregenerate", mode="before")
+    @classmethod
+    def _split_pregenerate(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _pregenerate_names_listed_variants(self) -> Settings:
+        formats = ("jpeg", "png", "webp", "avif")
+        for item in self.variant_pregenerate:
+            width, _, image_format = item.partition(":")
+            listed = width == "full" or (width.isdigit() and int(width) in self.variant_widths)
+            if image_format not in formats or not listed:
+                raise ValueError(
+                    f"VARIANT_PREGENERATE: {item!r} is not <width>:<format> with a width from VARIANT_WIDTHS "
+                    f"(or full) and a format from {', '.join(formats)}"
+                )
+        return self
+
     @field_validator("allowed_content_types", mode="before")
     @classmethod
     def _split_content_types(cls, value: object) -> object:

@@ -2,6 +2,8 @@
 
     AppError                        500 INTERNAL_ERROR (base; never raised directly)
     ├── InvalidRequest              400 INVALID_REQUEST
+    ├── InvalidVariant              400 INVALID_VARIANT (a width, format or parameter outside the lists)
+    ├── VariantUnavailable          422 VARIANT_UNAVAILABLE (this image cannot be rendered that way)
     ├── ValidationFailed            422 VALIDATION_ERROR
     ├── UploadRejected              400 (one subclass per reason)
     │   ├── InvalidFileFormat       400 INVALID_FILE_FORMAT
@@ -55,6 +57,18 @@ class InvalidRequest(AppError):
     status_code = 400
     code = "INVALID_REQUEST"
     default_message = "The request is not valid."
+
+
+class InvalidVariant(AppError):
+    status_code = 400
+    code = "INVALID_VARIANT"
+    default_message = "Variants are asked for with `w` (one of the listed widths) and `format`, each at most once."
+
+
+class VariantUnavailable(AppError):
+    status_code = 422
+    code = "VARIANT_UNAVAILABLE"
+    default_message = "This variant cannot be made from this image."
 
 
 class ValidationFailed(AppError):

@@ -31,6 +31,7 @@ from app.services.rate_limit import RateLimiter
 from app.services.redis_client import RedisHandle
 from app.services.storage import WHOLE_READ_LIMIT, build_storage
 from app.services.thumbnail_jobs import ThumbnailJobs
+from app.services.variants import VariantService
 from app.utils.malloc_arenas import limit_malloc_arenas
 
 logger = logging.getLogger(__name__)
@@ -78,7 +79,8 @@ def create_app(settings: Settings) -> FastAPI:
             ttl_seconds=settings.cache_ttl_seconds,
             near_ttl_seconds=settings.cache_near_ttl_seconds,
         )
-        thumbnails = ThumbnailJobs(sessionmaker=sessionmaker, storage=storage, settings=settings)
+        variants = VariantService(sessionmaker=sessionmaker, storage=storage, settings=settings)
+        thumbnails = ThumbnailJobs(sessionmaker=sessionmaker, storage=storage, settings=settings, variants=variants)
         tasks: list[asyncio.Task[None]] = []
         try:
             await storage.startup()
@@ -93,6 +95,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.rate_limiter = RateLimiter(redis, key_prefix=f"{settings.cache_key_prefix}ratelimit")
             app.state.upload_slots = UploadSlots(settings.upload_concurrency_limit, settings.upload_concurrency_timeout)
             app.state.thumbnails = thumbnails
+            app.state.variants = variants
             if settings.thumbnail_workers_enabled:
                 # A plain task, not a task group around the yield: the lifespan's start and end may
                 # run in different tasks (test runners do this), which a cancel scope forbids.

@@ -20,6 +20,7 @@ from app.api.deps import (
 )
 from app.api.file_responses import CONDITIONAL_REQUEST_PARAMETERS, stored_file_response
 from app.api.upload_body import UPLOAD_REQUEST_BODY, store_upload
+from app.api.variant_query import parse_variant_query
 from app.errors import (
     AnimationTooLarge,
     DeleteTokenRequired,
@@ -31,6 +32,7 @@ from app.errors import (
     InvalidFileFormat,
     InvalidImage,
     InvalidRequest,
+    InvalidVariant,
     RangeNotSatisfiable,
     RateLimitExceeded,
     ServiceUnavailable,
@@ -40,13 +42,16 @@ from app.errors import (
     Unauthorized,
     UploadTimeout,
     ValidationFailed,
+    VariantUnavailable,
 )
 from app.media.formats import ALL_CONTENT_TYPES
 from app.media.thumbnails import THUMBNAIL_CONTENT_TYPES
+from app.media.variants import REQUESTABLE_FORMATS
 from app.models import ThumbnailStatus
 from app.schemas.errors import error_responses
 from app.schemas.image import ImageRead, ImageUploaded
 from app.services import delivery, image_service
+from app.services.variants import VariantService
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
 
@@ -92,7 +97,9 @@ async def upload_image(request: Request) -> Response:
         image, delete_token = await store_upload(
             request, state.sessionmaker, state.storage, state.settings, state.thumbnails, owner_id=owner_id
         )
-    uploaded = ImageUploaded.model_validate(image).model_copy(update={"delete_token": delete_token})
+    uploaded = ImageUploaded.describe(image, state.settings.variant_widths).model_copy(
+        update={"delete_token": delete_token}
+    )
     return Response(uploaded.model_dump_json(), status_code=status.HTTP_201_CREATED, media_type="application/json")
 
 
@@ -109,18 +116,46 @@ async def read_image(image_id: str, request: Request) -> Response:
     # The hottest read of the API: no dependencies (each costs a resolution per request) and the
     # cached JSON sent as it is stored (docs/performance.md).
     state = request.app.state
-    metadata, cache_status = await image_service.get_image_metadata(state.sessionmaker, state.cache, image_id)
+    metadata, cache_status = await image_service.get_image_metadata(
+        state.sessionmaker, state.cache, image_id, variant_widths=state.settings.variant_widths
+    )
     # Near-copy hits usually never get here: NearCacheHitMiddleware sends this same response first.
     return Response(metadata.body, media_type="application/json", headers={"X-Cache": cache_status})
 
 
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The original bytes.", "content": {content_type: {} for content_type in ALL_CONTENT_TYPES}},
-    206: {"description": "One byte range of the original."},
+    200: {
+        "description": "The original bytes, or the variant asked for.",
+        "content": {content_type: {} for content_type in ALL_CONTENT_TYPES},
+    },
+    206: {"description": "One byte range of the file."},
     302: {"description": "Redirect to a short-lived URL of the object store (FILE_DELIVERY=presigned-redirect)."},
     304: {"description": "Not modified (If-None-Match matched the ETag)."},
-    **error_responses(ImageNotFound, RangeNotSatisfiable, StorageUnavailable),
+    **error_responses(
+        InvalidVariant, ImageNotFound, RangeNotSatisfiable, VariantUnavailable, StorageUnavailable, ServiceUnavailable
+    ),
 }
+# The query of a variant, parsed by the handler itself (so that anything else is INVALID_VARIANT, not a 422).
+VARIANT_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "w",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer"},
+        "description": "A width from VARIANT_WIDTHS (default 150, 300, 600, 1200): the picture scaled to it, "
+        "oriented, never upscaled.",
+    },
+    {
+        "name": "format",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": list(REQUESTABLE_FORMATS)},
+        "description": "jpeg, png, webp, avif, or auto (AVIF, then WebP, as Accept allows, else JPEG or PNG; the "
+        "answer carries Vary: Accept). Animations stay animated in WebP and GIF; other formats take the "
+        "first frame. Without it, the original's format (HEIC and HEIF become JPEG or PNG).",
+    },
+]
+FILE_PARAMETERS = {"parameters": [*VARIANT_PARAMETERS, *CONDITIONAL_REQUEST_PARAMETERS["parameters"]]}
 
 
 @router.get(
@@ -128,20 +163,41 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     response_class=Response,
     responses=FILE_RESPONSES,
     operation_id="download_image",
-    openapi_extra=CONDITIONAL_REQUEST_PARAMETERS,
+    openapi_extra=FILE_PARAMETERS,
 )
 @router.head(
     "/{image_id}/file",
     response_class=Response,
     responses=FILE_RESPONSES,
     operation_id="head_image",
-    openapi_extra=CONDITIONAL_REQUEST_PARAMETERS,
+    openapi_extra=FILE_PARAMETERS,
 )
 async def download_image(image_id: str, request: Request) -> Response:
-    """The original bytes, streamed, with ETag and Range support."""
+    """The original bytes, or with `w` and/or `format` a variant (made on the first request, then stored).
+
+    Both are served alike: strong ETag, 304, single ranges, immutable caching, no metadata.
+    """
     state = request.app.state  # a hot read, like read_image: no dependencies
-    stored = await delivery.find_original(state.sessionmaker, state.cache, image_id)
-    return await stored_file_response(request, state.storage, stored)
+    widths = state.settings.variant_widths
+    asked = parse_variant_query(request, widths)
+    if asked is None:
+        stored = await delivery.find_original(state.sessionmaker, state.cache, image_id, widths)
+        return await stored_file_response(request, state.storage, stored)
+    metadata, _ = await image_service.get_image_metadata(
+        state.sessionmaker, state.cache, image_id, variant_widths=widths
+    )
+    variants: VariantService = state.variants
+    recipe = asked.recipe_for(metadata.value)
+    stored = await variants.find(metadata.value, recipe)
+    try:
+        response = await stored_file_response(request, state.storage, stored)
+    except ImageNotFound:
+        # Its object went with the content's last image a moment ago: not remembered any more.
+        variants.forget(metadata.value["checksum"], recipe.name(variants.encoders))
+        raise
+    if asked.negotiated:
+        response.headers["Vary"] = "Accept"
+    return response
 
 
 THUMBNAIL_RESPONSES: dict[int | str, dict[str, Any]] = {

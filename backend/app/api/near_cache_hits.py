@@ -42,6 +42,8 @@ def _answer_from_near_copy(scope: Scope) -> Response | None:
     # Near copies are keyed by the canonical id, so "upload", "<id>/thumbnail" or an id spelt another
     # way simply finds nothing here and is routed as usual.
     if rest.endswith(FILE_SUFFIX):
+        if scope["query_string"]:
+            return None  # a variant (or a bad query): the route answers
         metadata = cache.near.get(rest[: -len(FILE_SUFFIX)])
         if metadata is None:
             return None

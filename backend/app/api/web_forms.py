@@ -120,9 +120,8 @@ async def upload(
         return render(request, "_upload_error.html", {"message": error.message}, status_code=error.status_code)
     if delete_token is None:
         return Response(status_code=200, headers={"HX-Redirect": f"/image/{image.id}"})
-    return render(
-        request, "_upload_result.html", {"image": ImageRead.model_validate(image), "delete_token": delete_token}
-    )
+    described = ImageRead.describe(image, settings.variant_widths)
+    return render(request, "_upload_result.html", {"image": described, "delete_token": delete_token})
 
 
 @router.post("/image/{image_id}/delete")

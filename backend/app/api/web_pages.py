@@ -61,16 +61,19 @@ async def web_user(request: Request) -> User | None:
 WebUserDep = Annotated[User | None, Depends(web_user)]
 
 
-async def _gallery_page(session: SessionDep, user: User, cursor: str | None) -> tuple[list[ImageRead], str | None]:
+async def _gallery_page(
+    request: Request, session: SessionDep, user: User, cursor: str | None
+) -> tuple[list[ImageRead], str | None]:
     images, next_cursor = await image_service.list_user_images(session, user, limit=GALLERY_PAGE_SIZE, cursor=cursor)
-    return [ImageRead.model_validate(image) for image in images], next_cursor
+    widths = request.app.state.settings.variant_widths
+    return [ImageRead.describe(image, widths) for image in images], next_cursor
 
 
 @router.get("/")
 async def home(request: Request, session: SessionDep, user: WebUserDep) -> Response:
     if user is None:
         return render(request, "index.html")
-    items, next_cursor = await _gallery_page(session, user, None)
+    items, next_cursor = await _gallery_page(request, session, user, None)
     return render(request, "index.html", {"items": items, "next_cursor": next_cursor})
 
 
@@ -78,7 +81,7 @@ async def home(request: Request, session: SessionDep, user: WebUserDep) -> Respo
 async def my_images(request: Request, session: SessionDep, user: WebUserDep) -> Response:
     if user is None:
         return RedirectResponse(login_url("/my-images"), status_code=303)
-    items, next_cursor = await _gallery_page(session, user, None)
+    items, next_cursor = await _gallery_page(request, session, user, None)
     return render(request, "my_images.html", {"items": items, "next_cursor": next_cursor})
 
 
@@ -91,7 +94,7 @@ async def gallery_partial(
 ) -> Response:
     if user is None:
         raise SessionExpired("/")
-    items, next_cursor = await _gallery_page(session, user, cursor)
+    items, next_cursor = await _gallery_page(request, session, user, cursor)
     return render(request, "_gallery_items.html", {"items": items, "next_cursor": next_cursor})
 
 
@@ -111,7 +114,7 @@ async def image_page(image_id: str, request: Request, session: SessionDep, user:
         request,
         "image.html",
         {
-            "image": ImageRead.model_validate(image),
+            "image": ImageRead.describe(image, request.app.state.settings.variant_widths),
             "direct_url": str(request.base_url).rstrip("/") + f"/api/v1/images/{image.id}/file",
             "can_delete_as_owner": is_owner,
             "needs_delete_token": image.owner_id is None,

@@ -13,18 +13,19 @@ import hashlib
 import io
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Final
 
 from PIL import Image, JpegImagePlugin
 
 from app.media.codecs import register_codecs
 from app.media.formats import JPEG, PILLOW_FORMATS, PNG
+from app.media.placeholders import thumbhash_of
 from app.media.thumbnail_plan import ORIENTATION_TRANSPOSE, DecodedFrame, ThumbnailPlan, plan_thumbnail
 
 # Everything Pillow raises for a file it cannot decode (see the corpus README: not only OSError).
 # MemoryError is deliberately absent: it says nothing about the file and may pass on a retry.
-_DECODE_ERRORS: Final = (
+DECODE_ERRORS: Final = (
     OSError,
     SyntaxError,
     ValueError,
@@ -37,7 +38,7 @@ _DECODE_ERRORS: Final = (
     RuntimeError,
 )
 # Every plugin an accepted original may need, and no other.
-_SOURCE_FORMATS: Final = tuple(sorted({name for names in PILLOW_FORMATS.values() for name in names}))
+SOURCE_FORMATS: Final = tuple(sorted({name for names in PILLOW_FORMATS.values() for name in names}))
 _SIXTEEN_BIT_MODES: Final = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 # Maps a 16-bit sample to 8 bits the way the PNG spec scales them (65535 -> 255, rounded), as a
 # lookup table because Image.point only takes linear functions for mode I.
@@ -68,6 +69,8 @@ class RenderedThumbnail:
     # SHA-256 hex of `data`, taken in the render's thread: hashing on the event loop would release the
     # GIL and make the loop wait to take it back from busy worker threads.
     checksum: str
+    # The picture's ThumbHash (`placeholders`), from the thumbnail: a fraction of a millisecond here.
+    placeholder: str | None = None
 
 
 # What a thumbnail can be: PNG when the source has transparency, JPEG otherwise.
@@ -92,14 +95,14 @@ def render_thumbnail(source: BinaryIO, *, max_side: int = 300) -> RenderedThumbn
     data = source.read()
     register_codecs()
     try:
-        with Image.open(io.BytesIO(data), formats=_SOURCE_FORMATS) as image:
+        with Image.open(io.BytesIO(data), formats=SOURCE_FORMATS) as image:
             if not isinstance(image, JpegImagePlugin.JpegImageFile):
                 # PNG may keep its orientation (eXIf) after the pixel data, seen only once loaded.
                 image.load()
             plan = plan_thumbnail(image, max_side)
             image.load()
             fitted = _fit(image, plan)
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise ThumbnailError(f"cannot decode the image ({type(exc).__name__}: {exc})"[:200]) from exc
     return _orient_and_encode(fitted, plan.orientation)
 
@@ -108,7 +111,7 @@ def render_decoded(frame: DecodedFrame) -> RenderedThumbnail:
     """The same thumbnail as `render_thumbnail`, from the frame upload validation already decoded."""
     try:
         fitted = _fit(frame.image, frame.plan)
-    except _DECODE_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise ThumbnailError(f"cannot convert the image ({type(exc).__name__}: {exc})"[:200]) from exc
     return _orient_and_encode(fitted, frame.plan.orientation)
 
@@ -127,7 +130,7 @@ def fit_loaded_frame(image: Image.Image, max_side: int) -> DecodedFrame:
 
 def _fit(image: Image.Image, plan: ThumbnailPlan) -> Image.Image:
     """The loaded frame in a displayable mode, resized to the plan's target (still as stored)."""
-    working = _displayable(image)
+    working = displayable(image)
     if working.size != plan.target:
         working = working.resize(plan.target, _RESAMPLE, box=plan.box, reducing_gap=_REDUCING_GAP)
     elif working is image:
@@ -141,10 +144,11 @@ def _orient_and_encode(thumbnail: Image.Image, orientation: int) -> RenderedThum
     if method is not None:
         # Turning the thumbnail rather than the decoded source moves a few thousand pixels, not millions.
         thumbnail = thumbnail.transpose(method)
-    return _encode(thumbnail)
+    rendered = _encode(thumbnail)
+    return replace(rendered, placeholder=thumbhash_of(thumbnail))
 
 
-def _displayable(image: Image.Image) -> Image.Image:
+def displayable(image: Image.Image) -> Image.Image:
     """Convert to L or RGB (opaque) or LA or RGBA (transparent): modes that resize well and encode as-is."""
     mode = image.mode
     if mode in _SIXTEEN_BIT_MODES:

@@ -3,5 +3,6 @@
 from app.models.base import Base
 from app.models.image import Image, ThumbnailStatus
 from app.models.user import User
+from app.models.variant import Variant, VariantStatus
 
-__all__ = ["Base", "Image", "ThumbnailStatus", "User"]
+__all__ = ["Base", "Image", "ThumbnailStatus", "User", "Variant", "VariantStatus"]

@@ -27,6 +27,8 @@ class Image(Base):
         Index("ix_images_storage_key_thumbnail", "storage_key", "thumbnail_status"),
         # Who else names this thumbnail, when an image goes.
         Index("ix_images_thumbnail_key", "thumbnail_key"),
+        # Whether any image still has a content, when one goes (its variants go with the last).
+        Index("ix_images_checksum", "checksum"),
         # The sweeper's query: pending thumbnails whose lease has run out.
         Index("ix_images_thumbnail_pending", "thumbnail_status", "thumbnail_lease_until"),
     )
@@ -61,5 +63,7 @@ class Image(Base):
     thumbnail_checksum: Mapped[str | None] = mapped_column(String(64))
     thumbnail_attempts: Mapped[int] = mapped_column(Integer, default=0)
     thumbnail_error: Mapped[str | None] = mapped_column(String(255))
+    # ThumbHash of the picture (base64, ~28 characters), computed with the thumbnail (ADR 0015).
+    placeholder: Mapped[str | None] = mapped_column(String(64))
     # Claimed by a worker until then (or, after a failure, not to be retried before then).
     thumbnail_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, computed_field, model_validator
 
 
 class ImageRead(BaseModel):
@@ -31,6 +32,29 @@ class ImageRead(BaseModel):
     thumbnail_status: Literal["pending", "ready", "failed"] = Field(
         description="`pending` while the 300 px thumbnail is being made; `failed` if it never can be."
     )
+    placeholder: str | None = Field(
+        default=None,
+        description="ThumbHash of the picture (base64), to show a blurred sketch while it loads; null until "
+        "the thumbnail is made.",
+    )
+    variant_widths: list[int] = Field(
+        default_factory=list,
+        description="Widths this image can be fetched at below its own size: `url?w=<width>` (add `&format=auto` "
+        "for AVIF or WebP where the client accepts them). For a `srcset`, with the original's width last.",
+    )
+
+    @classmethod
+    def describe(cls, image: Any, variant_widths: Sequence[int]) -> Self:
+        """The metadata of an image row, with the variant widths this deployment serves."""
+        return cls.model_validate(image, context={"variant_widths": variant_widths})
+
+    @model_validator(mode="after")
+    def _widths_below_own_size(self, info: ValidationInfo) -> Self:
+        widths = (info.context or {}).get("variant_widths")
+        if widths is not None and not self.variant_widths:
+            # Larger widths would give the full-size picture anyway (a variant is never upscaled).
+            self.variant_widths = [width for width in widths if width < max(self.width, self.height)]
+        return self
 
     @computed_field(description="Direct link to the original bytes.")  # type: ignore[prop-decorator]
     @property

@@ -18,12 +18,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from sqlalchemy import Select, or_, select, text, update
+from sqlalchemy import Select, bindparam, delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from app.database import transaction
 from app.media.formats import EXTENSIONS
-from app.models import Image
+from app.models import Image, Variant
 from app.services.storage import StorageBackend
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,8 @@ def rows_naming(keys: Iterable[str]) -> Select[str, str | None]:
 async def collect_garbage(
     sessionmaker: async_sessionmaker[AsyncSession], storage: StorageBackend, checksum: str, keys: Iterable[str | None]
 ) -> list[str]:
-    """Delete those of `keys` that no row names any more; returns the keys deleted.
+    """Delete those of `keys` that no row names any more, and every variant once no image has the
+    content; returns the keys deleted.
 
     Called after a delete commits, after an upload that stored its original fails, and by jobs whose
     work lost its row. A storage failure propagates (the caller logs it); what it left is an orphan.
@@ -74,10 +75,18 @@ async def collect_garbage(
         for row in await connection.execute(rows_naming(candidates)):
             named.update(row)
         garbage = [key for key in candidates if key not in named]
+        if (await connection.execute(_ANY_IMAGE, {"checksum": checksum})).first() is None:
+            # The content's last image is gone: its variants go too (ADR 0015). A variant being
+            # rendered loses its row here, and its renderer removes what it stores (`variants`).
+            removed = await connection.execute(
+                delete(Variant).where(Variant.source_checksum == checksum).returning(Variant.storage_key)
+            )
+            garbage += [key for (key,) in removed if key]
         for key in garbage:
             await storage.delete(key)
     return garbage
 
 
+_ANY_IMAGE = select(Image.id).where(Image.checksum == bindparam("checksum")).limit(1)
 _PG_LOCK = text("SELECT pg_advisory_xact_lock(:space, :lock_id)")
 _SQLITE_LOCK = update(Image).where(text("0 = 1")).values(id=Image.id)

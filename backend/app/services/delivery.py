@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
@@ -39,10 +40,10 @@ def original_from_metadata(metadata: dict[str, Any]) -> StoredFile:
 
 
 async def find_original(
-    sessionmaker: async_sessionmaker[AsyncSession], cache: MetadataCache, image_id: str
+    sessionmaker: async_sessionmaker[AsyncSession], cache: MetadataCache, image_id: str, variant_widths: Sequence[int]
 ) -> StoredFile:
     """The original of `image_id`, described from the cache when warm (the hot path of direct links)."""
-    metadata, _ = await image_service.get_image_metadata(sessionmaker, cache, image_id)
+    metadata, _ = await image_service.get_image_metadata(sessionmaker, cache, image_id, variant_widths=variant_widths)
     return original_from_metadata(metadata.value)
 
 

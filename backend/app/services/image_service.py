@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -48,7 +48,11 @@ async def get_image(session: AsyncSession, image_id: str) -> Image:
 
 
 async def get_image_metadata(
-    sessionmaker: async_sessionmaker[AsyncSession], cache: MetadataCache, image_id: str
+    sessionmaker: async_sessionmaker[AsyncSession],
+    cache: MetadataCache,
+    image_id: str,
+    *,
+    variant_widths: Sequence[int] = (),
 ) -> tuple[Metadata, CacheStatus]:
     """Public metadata, from the cache when it has it (cache-aside), and whether it did.
 
@@ -61,7 +65,7 @@ async def get_image_metadata(
     async with sessionmaker() as session:
         image = await get_image(session, image_id)
     # Where the original is stored travels with the cached metadata (never in the API's body).
-    value = {**ImageRead.model_validate(image).model_dump(mode="json"), "storage_key": image.storage_key}
+    value = {**ImageRead.describe(image, variant_widths).model_dump(mode="json"), "storage_key": image.storage_key}
     if status == "MISS":
         await cache.set(parsed, value)  # not while the thumbnail is pending (`cache.cacheable`)
     return Metadata.of(value), status

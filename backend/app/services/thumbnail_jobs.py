@@ -37,7 +37,9 @@ from app.media.thumbnails import (
 from app.models import Image, ThumbnailStatus
 from app.models.base import utc_now
 from app.services.content_store import collect_garbage, lock_content
+from app.services.render_slots import RenderTicket
 from app.services.storage import StorageBackend
+from app.services.variants import VariantService
 from app.utils.worker_threads import run_blocking
 
 logger = logging.getLogger(__name__)
@@ -75,10 +77,13 @@ class ThumbnailJobs:
         sessionmaker: async_sessionmaker[AsyncSession],
         storage: StorageBackend,
         settings: Settings,
+        variants: VariantService | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._storage = storage
         self._settings = settings
+        # Makes VARIANT_PREGENERATE's variants as part of the job, so they are as durable as the thumbnail.
+        self._variants = variants if settings.variant_pregenerate else None
         self._send: MemoryObjectSendStream[uuid.UUID]
         self._receive: MemoryObjectReceiveStream[uuid.UUID]
         self._send, self._receive = anyio.create_memory_object_stream[uuid.UUID](QUEUE_CAPACITY)
@@ -197,6 +202,9 @@ class ThumbnailJobs:
         decoded = upload.decoded if upload is not None else None
         if decoded is None and await self._share_ready_thumbnail(image_id, storage_key, checksum):
             return  # another image with the same content has its thumbnail already (ADR 0014)
+        if self._variants is not None:
+            # Before the thumbnail is recorded: a job lost before that point is run again, variants included.
+            await self._variants.pregenerate(checksum, storage_key)
         try:
             rendered = await self._render(image_id, storage_key, decoded)
             if rendered is None:
@@ -275,6 +283,7 @@ class ThumbnailJobs:
                 "new_content_type": ready.thumbnail_content_type,
                 "new_size": ready.thumbnail_size,
                 "new_checksum": ready.thumbnail_checksum,
+                "new_placeholder": ready.placeholder,
             }
             result = await connection.execute(_FINISH_READY, shared)
             return result.rowcount > 0
@@ -292,6 +301,7 @@ class ThumbnailJobs:
                 "new_content_type": rendered.content_type,
                 "new_size": len(rendered.data),
                 "new_checksum": rendered.checksum,
+                "new_placeholder": rendered.placeholder,
             },
         )
         return updated > 0
@@ -355,49 +365,6 @@ def _render_and_store(
     return rendered
 
 
-class RenderTicket:
-    """One render's hold on a slot, released by whichever side is last to need it.
-
-    The slot is taken before the thread is asked for. If the thread starts, it keeps the slot until
-    it ends, even when the waiting side has given up on it (a time-out abandons the thread, it does
-    not stop it). If the waiting side gives up first, it frees the slot and the thread, should it
-    still start, does nothing.
-    """
-
-    def __init__(self, slots: threading.BoundedSemaphore) -> None:
-        self._slots = slots
-        self._lock = threading.Lock()
-        self._state = "waiting"  # -> "running" -> "done", or -> "abandoned"
-        self._left_running = False
-
-    def run(self, render: Callable[[], RenderedThumbnail]) -> RenderedThumbnail:
-        with self._lock:
-            if self._state == "abandoned":
-                raise TimeoutError("the render was given up before it started")
-            self._state = "running"
-        try:
-            return render()
-        finally:
-            with self._lock:
-                self._state = "done"
-            self._slots.release()
-
-    @property
-    def given_up(self) -> bool:
-        """Whether the waiting side stopped waiting (a time-out) while the thread was still running."""
-        return self._left_running
-
-    def give_up(self) -> None:
-        """Called by the waiting side when it is done with the render, however that went."""
-        with self._lock:
-            if self._state != "waiting":
-                # The thread ran (or runs) and frees the slot itself.
-                self._left_running = self._state == "running"
-                return
-            self._state = "abandoned"
-        self._slots.release()
-
-
 def _lease_free(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     return or_(Image.thumbnail_lease_until.is_(None), Image.thumbnail_lease_until < now)
 
@@ -424,6 +391,7 @@ _FINISH_READY = (
         thumbnail_content_type=bindparam("new_content_type"),
         thumbnail_size=bindparam("new_size"),
         thumbnail_checksum=bindparam("new_checksum"),
+        placeholder=bindparam("new_placeholder"),
         thumbnail_error=None,
         thumbnail_lease_until=None,
     )
@@ -431,7 +399,13 @@ _FINISH_READY = (
 # A ready thumbnail of another image with the same original (a pending image takes it over with
 # _FINISH_READY, as if it had rendered it).
 _READY_SIBLING = (
-    select(Image.thumbnail_key, Image.thumbnail_content_type, Image.thumbnail_size, Image.thumbnail_checksum)
+    select(
+        Image.thumbnail_key,
+        Image.thumbnail_content_type,
+        Image.thumbnail_size,
+        Image.thumbnail_checksum,
+        Image.placeholder,
+    )
     .where(
         Image.storage_key == bindparam("shared_key"),
         Image.thumbnail_status == ThumbnailStatus.READY,

@@ -236,6 +236,7 @@ _PENDING_THUMBNAIL: dict[str, Any] = {
     "thumbnail_error": None,
     "thumbnail_attempts": 0,
     "thumbnail_lease_until": None,
+    "placeholder": None,
 }
 _SHARED_THUMBNAIL_COLUMNS = (
     "thumbnail_status",
@@ -244,6 +245,7 @@ _SHARED_THUMBNAIL_COLUMNS = (
     "thumbnail_size",
     "thumbnail_checksum",
     "thumbnail_error",
+    "placeholder",
 )
 
 # The columns an upload writes (the keys of `_new_row`), and its two INSERTs, built once (building a

@@ -1,0 +1,384 @@
+"""Variants on request: found, or rendered once and stored, by any number of processes (ADR 0015).
+
+A variant belongs to a content (the SHA-256 of an original) and has a name made from the request and
+the encoder settings, so every image with that content, in every process, asks for the same row of
+`variants` and the same stored object. Single flight has two levels:
+
+- in a process, one task per variant does the work and the other requests for it await that task;
+- across processes, the `variants` row is the claim: it is inserted under the content's lock
+  (`content_store.lock_content`) with a token and a lease, and whoever inserted it renders. The others
+  poll the row until it is ready, and take the claim over only if its lease has run out (a renderer
+  that died). Nobody renders a variant whose claim is alive.
+
+Renders are bounded per process: `VARIANT_RENDER_CONCURRENCY` at once in worker threads (a thread that
+outlives its time limit keeps its slot: `render_slots`), `VARIANT_RENDER_QUEUE` waiting, and past that
+503 with Retry-After. Deleting the last image of a content removes its variants (`collect_garbage`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import PurePosixPath
+from typing import Any
+
+import anyio
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.database import execute_alone, transaction
+from app.errors import ImageNotFound, ServiceUnavailable, StorageUnavailable, VariantUnavailable
+from app.media.variants import Encoders, RenderedVariant, VariantError, VariantRecipe, render_variant
+from app.models import Image, Variant, VariantStatus
+from app.models.base import utc_now
+from app.services.content_store import lock_content
+from app.services.delivery import StoredFile
+from app.services.render_slots import RenderTicket
+from app.services.storage import StorageBackend, StoredObjectMissing
+from app.utils.worker_threads import run_blocking
+
+logger = logging.getLogger(__name__)
+
+# Ready variants remembered per process (they never change under their name): about 200 bytes each.
+MEMO_SIZE = 8192
+# How often a request polls the row of a variant another process is rendering.
+POLL_SECONDS = 0.05
+
+
+def variant_key(checksum: str, name: str, extension: str) -> str:
+    """Where a variant is stored: beside the other variants of its content, apart from originals."""
+    return f"variants/{checksum[:2]}/{checksum}/{name}{extension}"
+
+
+def encoders_of(settings: Settings) -> Encoders:
+    return Encoders(
+        jpeg_quality=settings.variant_jpeg_quality,
+        webp_quality=settings.variant_webp_quality,
+        webp_method=settings.variant_webp_method,
+        avif_quality=settings.variant_avif_quality,
+        avif_speed=settings.variant_avif_speed,
+        png_compress_level=settings.variant_png_compress_level,
+    )
+
+
+def pregenerated_recipes(settings: Settings) -> list[VariantRecipe]:
+    """VARIANT_PREGENERATE as recipes (`300:webp` -> 300 px WebP; `full:avif` -> full-size AVIF)."""
+    recipes = []
+    for item in settings.variant_pregenerate:
+        width, _, image_format = item.partition(":")
+        recipes.append(VariantRecipe(None if width == "full" else int(width), image_format))
+    return recipes
+
+
+@dataclass(frozen=True)
+class ReadyVariant:
+    """A stored variant as its row describes it (without the file name, which is each image's own)."""
+
+    key: str
+    size: int
+    checksum: str
+    content_type: str
+    created_at: datetime
+
+    def as_file(self, image_filename: str, recipe: VariantRecipe) -> StoredFile:
+        suffix = PurePosixPath(self.key).suffix
+        label = f"-{recipe.width}w" if recipe.width else ""
+        return StoredFile(
+            key=self.key,
+            size=self.size,
+            checksum=self.checksum,
+            content_type=self.content_type,
+            filename=f"{PurePosixPath(image_filename).stem}{label}{suffix}",
+            modified=self.created_at,
+        )
+
+
+class VariantService:
+    """Finds or renders variants for one process; shared by its requests and its thumbnail jobs."""
+
+    def __init__(
+        self, *, sessionmaker: async_sessionmaker[AsyncSession], storage: StorageBackend, settings: Settings
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._storage = storage
+        self._settings = settings
+        self.encoders = encoders_of(settings)
+        self._memo: OrderedDict[tuple[str, str], ReadyVariant] = OrderedDict()
+        self._flights: dict[tuple[str, str], asyncio.Future[ReadyVariant]] = {}
+        self._gate = anyio.Semaphore(settings.variant_render_concurrency, fast_acquire=True)
+        self._slots = threading.BoundedSemaphore(settings.variant_render_concurrency)
+        self._waiting = 0
+        self._lease = timedelta(seconds=settings.variant_render_timeout_seconds * 2 + 10)
+        # Renders done by this process (tests and benchmarks count them; nothing else reads it).
+        self.renders = 0
+
+    async def find(self, metadata: dict[str, Any], recipe: VariantRecipe) -> StoredFile:
+        """The stored variant of this image's content, rendered first if nobody has yet."""
+        checksum: str = metadata["checksum"]
+        name = recipe.name(self.encoders)
+        ready = await self._ready(checksum, name, recipe, metadata["storage_key"])
+        return ready.as_file(metadata["filename"], recipe)
+
+    def _landed(self, memo_key: tuple[str, str], flight: asyncio.Future[ReadyVariant]) -> None:
+        self._flights.pop(memo_key, None)
+        if not flight.cancelled():
+            flight.exception()  # retrieved here too, in case every waiter has gone
+
+    def forget(self, checksum: str, name: str) -> None:
+        """Drop a remembered variant whose object turned out to be missing (its content was deleted)."""
+        self._memo.pop((checksum, name), None)
+
+    async def pregenerate(self, checksum: str, source_key: str) -> None:
+        """Make the VARIANT_PREGENERATE variants of a content now; failures are logged, not raised."""
+        for recipe in pregenerated_recipes(self._settings):
+            try:
+                await self._ready(checksum, recipe.name(self.encoders), recipe, source_key)
+            except Exception as error:  # the variant is made on its first request instead
+                logger.warning("could not pregenerate %s of %s: %s", recipe, checksum, error)
+
+    async def _ready(self, checksum: str, name: str, recipe: VariantRecipe, source_key: str) -> ReadyVariant:
+        memo_key = (checksum, name)
+        ready = self._memo.get(memo_key)
+        if ready is not None:
+            self._memo.move_to_end(memo_key)
+            return ready
+        flight = self._flights.get(memo_key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._obtain(checksum, name, recipe, source_key))
+            self._flights[memo_key] = flight
+            flight.add_done_callback(partial(self._landed, memo_key))
+        # Shielded: a client that goes away must not cancel the render the others wait for.
+        ready = await asyncio.shield(flight)
+        self._memo[memo_key] = ready
+        if len(self._memo) > MEMO_SIZE:
+            self._memo.popitem(last=False)
+        return ready
+
+    async def _obtain(self, checksum: str, name: str, recipe: VariantRecipe, source_key: str) -> ReadyVariant:
+        """Read the row, claim it, render, or wait for the process that renders it; bounded in time."""
+        deadline = time.monotonic() + self._settings.variant_render_timeout_seconds + 5
+        while True:
+            outcome, row, token = await self._claim(checksum, name)
+            if outcome == "ready":
+                return _ready_of(row)
+            if outcome == "failed":
+                raise VariantUnavailable(details={"reason": row.error})
+            if outcome == "gone":
+                raise ImageNotFound()
+            if outcome == "claimed":
+                assert token is not None
+                return await self._render(checksum, name, recipe, source_key, token)
+            if time.monotonic() >= deadline:
+                raise ServiceUnavailable(
+                    "This variant is being made; try again in a moment.", headers={"Retry-After": "1"}
+                )
+            await anyio.sleep(POLL_SECONDS)
+
+    async def _claim(self, checksum: str, name: str) -> tuple[str, Any, str | None]:
+        """ready/failed (with the row), claimed (with our token), busy (another process renders), gone."""
+        lookup = select(Variant).where(Variant.source_checksum == checksum, Variant.name == name)
+        async with self._sessionmaker() as session:
+            row = (await session.scalars(lookup)).first()
+        if row is not None and row.status in (VariantStatus.READY, VariantStatus.FAILED):
+            return str(row.status), row, None
+        now = utc_now()
+        if row is not None and row.lease_until is not None and row.lease_until > now:
+            return "busy", row, None
+        token = uuid.uuid4().hex
+        async with transaction(self._sessionmaker) as connection:
+            # Under the content's lock, and only while an image has this content: a claim never
+            # outlives the content's garbage collection (which deletes every row of the content).
+            await lock_content(connection, checksum)
+            if (await connection.execute(_ANY_IMAGE, {"source": checksum})).first() is None:
+                return "gone", None, None
+            current = (await connection.execute(_ROW_STATE, {"source": checksum, "variant": name})).first()
+            lease_until = now + self._lease
+            if current is None:
+                await connection.execute(
+                    insert(Variant).values(
+                        source_checksum=checksum,
+                        name=name,
+                        status=VariantStatus.RENDERING,
+                        claim_token=token,
+                        lease_until=lease_until,
+                        created_at=now,
+                    )
+                )
+                return "claimed", None, token
+            expired = current.lease_until is None or current.lease_until <= now
+            if current.status == VariantStatus.RENDERING and expired:
+                await connection.execute(
+                    update(Variant)
+                    .where(Variant.source_checksum == checksum, Variant.name == name)
+                    .values(claim_token=token, lease_until=lease_until)
+                )
+                return "claimed", None, token
+        return "busy", None, None  # settled or claimed meanwhile: the next read tells which
+
+    async def _render(
+        self, checksum: str, name: str, recipe: VariantRecipe, source_key: str, token: str
+    ) -> ReadyVariant:
+        """Render under our claim, store, and mark the row ready; on any failure the claim is released."""
+        try:
+            rendered = await self._render_bounded(checksum, name, recipe, source_key)
+        except VariantError as error:
+            reason = str(error)[:255]
+            logger.info("variant %s of %s cannot be made: %s", name, checksum, reason)
+            await execute_alone(
+                self._sessionmaker,
+                _SETTLE.values(status=VariantStatus.FAILED, error=reason, lease_until=None),
+                {"source": checksum, "variant": name, "token": token},
+            )
+            raise VariantUnavailable(details={"reason": reason}) from None
+        except BaseException:
+            await self._release(checksum, name, token)
+            raise
+        key = variant_key(checksum, name, rendered.extension)
+        now = utc_now()
+        updated, _ = await execute_alone(
+            self._sessionmaker,
+            _SETTLE.values(
+                status=VariantStatus.READY,
+                storage_key=key,
+                content_type=rendered.content_type,
+                size=len(rendered.data),
+                checksum=rendered.checksum,
+                width=rendered.width,
+                height=rendered.height,
+                lease_until=None,
+                created_at=now,
+            ),
+            {"source": checksum, "variant": name, "token": token},
+        )
+        if updated == 0:
+            # The content's last image went while we rendered (its variants went with it), or our lease
+            # ran out and another process took over: the object is ours to remove unless a row names it.
+            await collect_variant_object(self._sessionmaker, self._storage, checksum, name, key)
+            raise ImageNotFound()
+        return ReadyVariant(key, len(rendered.data), rendered.checksum, rendered.content_type, now)
+
+    async def _render_bounded(
+        self, checksum: str, name: str, recipe: VariantRecipe, source_key: str
+    ) -> RenderedVariant:
+        if self._gate.value == 0 and self._waiting >= self._settings.variant_render_queue:
+            raise ServiceUnavailable(
+                "Too many images are being rendered; try again shortly.", headers={"Retry-After": "2"}
+            )
+        self._waiting += 1
+        try:
+            await self._gate.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            if not self._slots.acquire(blocking=False):
+                # Every slot is held by renders that ran out of time and are still finishing.
+                raise ServiceUnavailable("Renders are running late; try again shortly.", headers={"Retry-After": "2"})
+            ticket = RenderTicket(self._slots)
+            try:
+                try:
+                    source = await self._storage.read_all(source_key)
+                except StoredObjectMissing:
+                    raise ImageNotFound() from None
+                except Exception as error:
+                    raise StorageUnavailable() from error
+                key_of = partial(variant_key, checksum, name)
+                work = partial(_render_and_store, source, recipe, self, key_of, ticket)
+                started = time.perf_counter()
+                try:
+                    with anyio.fail_after(self._settings.variant_render_timeout_seconds):
+                        rendered = await run_blocking(partial(ticket.run, work), abandon_on_cancel=True)
+                except TimeoutError:
+                    raise ServiceUnavailable(
+                        "Rendering this variant took too long; try again later.", headers={"Retry-After": "5"}
+                    ) from None
+                self.renders += 1
+                logger.info(
+                    "rendered variant %s of %s (%s, %d bytes) in %.0f ms",
+                    name,
+                    checksum,
+                    rendered.content_type,
+                    len(rendered.data),
+                    (time.perf_counter() - started) * 1000,
+                )
+                return rendered
+            finally:
+                ticket.give_up()
+        finally:
+            self._gate.release()
+
+    def render_blocking(self, source: bytes, recipe: VariantRecipe) -> RenderedVariant:
+        return render_variant(
+            source, recipe, self.encoders, max_animation_pixels=self._settings.variant_max_animation_pixels
+        )
+
+    def store_blocking(self, key: str, rendered: RenderedVariant) -> None:
+        try:
+            self._storage.save_blocking(key, io.BytesIO(rendered.data), len(rendered.data), rendered.content_type)
+        except Exception as error:
+            raise StorageUnavailable() from error
+
+    async def _release(self, checksum: str, name: str, token: str) -> None:
+        """Give a claim back (a transient failure): the next request renders again."""
+        try:
+            await execute_alone(self._sessionmaker, _RELEASE, {"source": checksum, "variant": name, "token": token})
+        except Exception:
+            logger.exception("could not release the claim on variant %s of %s; its lease will run out", name, checksum)
+
+
+def _render_and_store(
+    source: bytes,
+    recipe: VariantRecipe,
+    service: VariantService,
+    key_of: Any,
+    ticket: RenderTicket,
+) -> RenderedVariant:
+    """Render, then store (a worker thread's whole job; the time limit covers both)."""
+    rendered = service.render_blocking(source, recipe)
+    if ticket.given_up:
+        raise TimeoutError("the request stopped waiting for this render")
+    service.store_blocking(key_of(rendered.extension), rendered)
+    return rendered
+
+
+async def collect_variant_object(
+    sessionmaker: async_sessionmaker[AsyncSession], storage: StorageBackend, checksum: str, name: str, key: str
+) -> None:
+    """Delete a variant's object unless a row of that variant exists (claimed again, or ready)."""
+    async with transaction(sessionmaker) as connection:
+        await lock_content(connection, checksum)
+        if (await connection.execute(_ROW_STATE, {"source": checksum, "variant": name})).first() is None:
+            await storage.delete(key)
+
+
+def _ready_of(row: Variant) -> ReadyVariant:
+    # A ready row has all of these (set together by _SETTLE).
+    assert row.storage_key is not None
+    assert row.size is not None
+    assert row.checksum is not None
+    assert row.content_type is not None
+    return ReadyVariant(row.storage_key, row.size, row.checksum, row.content_type, row.created_at)
+
+
+# The statements of every cold variant, built once.
+_ANY_IMAGE = select(Image.id).where(Image.checksum == bindparam("source")).limit(1)
+_ROW_STATE = select(Variant.status, Variant.lease_until).where(
+    Variant.source_checksum == bindparam("source"), Variant.name == bindparam("variant")
+)
+_MINE = (
+    Variant.source_checksum == bindparam("source"),
+    Variant.name == bindparam("variant"),
+    Variant.claim_token == bindparam("token"),
+    Variant.status == VariantStatus.RENDERING,
+)
+# Settles our claim (values added per outcome); no row once the content went or another process took over.
+_SETTLE = update(Variant).where(*_MINE)
+_RELEASE = delete(Variant).where(*_MINE)
