@@ -110,10 +110,11 @@ class Settings(BaseSettings):
     # background after each upload (e.g. `300:webp,600:avif`); every other variant is made on request.
     variant_widths: Annotated[tuple[int, ...], NoDecode] = (150, 300, 600, 1200)
     variant_pregenerate: Annotated[tuple[str, ...], NoDecode] = ()
-    # Renders at once per process, renders waiting for a slot (past that: 503 with Retry-After), and
-    # how long one render may take before its waiters are told to retry.
+    # Renders at once per process, renders waiting for a slot (past that: 503 with Retry-After; a
+    # waiting render holds no image in memory, only its request), and how long one render may take,
+    # or wait for a slot, before its requests are told to retry.
     variant_render_concurrency: int = Field(default=2, ge=1, le=32)
-    variant_render_queue: int = Field(default=16, ge=0, le=1000)
+    variant_render_queue: int = Field(default=64, ge=0, le=10_000)
     variant_render_timeout_seconds: float = Field(default=30.0, gt=0)
     # All frames of an animated variant together, in pixels: it is encoded in memory.
     variant_max_animation_pixels: int = Field(default=50_000_000, ge=1)
@@ -122,7 +123,7 @@ class Settings(BaseSettings):
     variant_webp_quality: int = Field(default=80, ge=1, le=100)
     variant_webp_method: int = Field(default=4, ge=0, le=6)
     variant_avif_quality: int = Field(default=60, ge=1, le=100)
-    variant_avif_speed: int = Field(default=6, ge=0, le=10)
+    variant_avif_speed: int = Field(default=8, ge=0, le=10)
     variant_png_compress_level: int = Field(default=6, ge=0, le=9)
 
     @field_validator("variant_widths", mode="before")

@@ -6,7 +6,7 @@ read; what comes out (format, size, animation) follows from the picture itself, 
 - `jpeg`, `png`, `webp`, `avif`: that format. Animations stay animated in WebP; the others take frame 0.
 - `source` (no `format` asked for): the original's own format when browsers show it, else its family.
 - `auto` with the formats the client accepts: an animation becomes animated WebP (or GIF); a still
-  becomes AVIF, then WebP, then its family.
+  becomes AVIF, then WebP, then its family; a still with transparency prefers WebP to AVIF.
 - The family: GIF for an animation, PNG for transparency and for PNG or GIF originals, else JPEG.
 
 Pure and synchronous, like thumbnails: the caller runs it in a worker thread. `VariantError` means this
@@ -60,7 +60,7 @@ class Encoders:
     webp_quality: int = 80
     webp_method: int = 4
     avif_quality: int = 60
-    avif_speed: int = 6
+    avif_speed: int = 8
     png_compress_level: int = 6
 
     @property
@@ -142,7 +142,8 @@ def _target_type(mode: str, source_type: str | None, *, animated: bool, alpha: b
     accepted = set(mode.split("-")[1:])  # auto-avif-webp, auto-webp, auto
     if animated:
         return WEBP if "webp" in accepted else GIF
-    if "avif" in accepted:
+    if "avif" in accepted and not (alpha and "webp" in accepted):
+        # Pillow's AVIF encodes alpha as lossily as colour; WebP keeps alpha exact (alpha_quality 100).
         return AVIF
     return WEBP if "webp" in accepted else family
 

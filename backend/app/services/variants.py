@@ -275,9 +275,12 @@ class VariantService:
             )
         self._waiting += 1
         try:
-            await self._gate.acquire()
+            with anyio.move_on_after(self._settings.variant_render_timeout_seconds) as waited:
+                await self._gate.acquire()
         finally:
             self._waiting -= 1
+        if waited.cancelled_caught:
+            raise ServiceUnavailable("Renders are queued up; try again shortly.", headers={"Retry-After": "2"})
         try:
             if not self._slots.acquire(blocking=False):
                 # Every slot is held by renders that ran out of time and are still finishing.
