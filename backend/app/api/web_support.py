@@ -24,6 +24,8 @@ from starlette.types import Scope
 from app.config import Settings
 from app.errors import Forbidden
 from app.media.formats import BROWSER_NATIVE, EXTENSIONS, HEIC, HEIF, LABELS
+from app.media.placeholders import placeholder_data_url
+from app.schemas.image import ImageRead
 
 APP_DIR = Path(__file__).resolve().parents[1]
 TEMPLATES_DIR = APP_DIR / "templates"
@@ -85,7 +87,85 @@ def create_templates(settings: Settings) -> Jinja2Templates:
     templates.env.globals["allowed_formats_label"] = _join_words(labels)
     templates.env.globals["browser_native_types"] = BROWSER_NATIVE
     templates.env.globals["allow_anonymous_uploads"] = settings.allow_anonymous_uploads
+    templates.env.globals["shown_as_variants"] = shown_as_variants
+    templates.env.globals["variant_url"] = variant_url
+    templates.env.globals["variant_srcset"] = variant_srcset
+    templates.env.globals["tile_sizes"] = tile_sizes
+    templates.env.globals["page_sizes"] = page_sizes
+    templates.env.globals["sizer_url"] = sizer_url
+    templates.env.filters["placeholder_url"] = placeholder_url
     return templates
+
+
+# Pictures on pages come as variants (`?w=&format=auto`: AVIF or WebP where the browser takes them),
+# so a phone fetches a few kilobytes, and HEIC shows everywhere. The direct link and Download stay
+# the original's. Widths are the stored ones, before EXIF orientation: a quarter-turned photo's box
+# is the wrong way round, and its picture is fitted inside it (smaller, never stretched).
+def shown_as_variants(image: ImageRead) -> bool:
+    """Whether pages show this image through its variants (else the original, or words about it)."""
+    # Once the thumbnail job has read it; before, only a format the browser reads anyway (so a HEIC
+    # page waits for it). A variant is read as the thumbnail was: where that failed, it would too.
+    if image.thumbnail_status == "pending":
+        return image.content_type in BROWSER_NATIVE
+    return image.thumbnail_ready
+
+
+def variant_url(image: ImageRead, width: int | None = None) -> str:
+    """The image `width` px wide (None: full size), in the best format this browser accepts."""
+    if width is None or width >= image.width:
+        return f"{image.url}?format=auto"
+    return f"{image.url}?w={width}&format=auto"
+
+
+def variant_srcset(image: ImageRead) -> str:
+    """Every width served below the image's own, then the full size at its own width."""
+    smaller = [f"{variant_url(image, width)} {width}w" for width in image.variant_widths if width < image.width]
+    return ", ".join([*smaller, f"{variant_url(image)} {image.width}w"])
+
+
+def _times(length: str, factor: float) -> str:
+    if factor != 1:
+        return f"calc(({length}) * {factor:.4g})"
+    return f"calc({length})" if " " in length else length
+
+
+# A gallery tile's width, by viewport (app.css: a 1100 px container with 1rem padding, columns of at
+# least 140 px, or 200 px from 720 px, .75rem apart): the widest a tile gets in each range.
+_TILE_WIDTHS = (
+    ("(min-width: 1100px) ", "205px"),
+    ("(min-width: 720px) ", "270px"),
+    ("(min-width: 476px) ", "192px"),
+    ("(min-width: 324px) ", "50vw - 22px"),
+    ("", "100vw - 32px"),
+)
+
+
+def tile_sizes(image: ImageRead) -> str:
+    """`sizes` for a square tile: the picture covers it, so a wide one is needed wider than the tile."""
+    factor = max(1.0, image.width / image.height)
+    return ", ".join(condition + _times(width, factor) for condition, width in _TILE_WIDTHS)
+
+
+def page_sizes(image: ImageRead) -> str:
+    """`sizes` for the image page: its own width at most, within the frame and 70% of the viewport's height.
+
+    The plain fallback after it is for browsers that cannot read min() there.
+    """
+    ratio = image.width / image.height
+    return f"min(100vw - 50px, 1050px, {image.width}px, 70vh * {ratio:.4g}), calc(100vw - 50px)"
+
+
+def sizer_url(image: ImageRead) -> str:
+    """An empty SVG of the picture's size: laid out at once (a data URL needs no request), it gives the
+    picture's box its exact shape under max-width and max-height before a byte of the picture arrives.
+    """
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg" width="{image.width}" height="{image.height}"></svg>'
+    return "data:image/svg+xml," + quote(svg, safe="=:/")
+
+
+def placeholder_url(thumbhash: str | None) -> str | None:
+    """The blurred sketch of a picture as a data URL, None while there is none (or it is not valid)."""
+    return placeholder_data_url(thumbhash) if thumbhash else None
 
 
 def _join_words(words: list[str]) -> str:

@@ -78,7 +78,7 @@ async def test_image_page_shows_the_facts_of_the_image(client: httpx.AsyncClient
     assert response.status_code == 200
     page = response.text
     assert '<h1 class="image-title">holiday.jpg</h1>' in page
-    assert f'src="/api/v1/images/{created["id"]}/file"' in page
+    assert f'src="/api/v1/images/{created["id"]}/file?format=auto"' in page  # a variant, in the best format
     assert 'alt="holiday.jpg"' in page
     assert "120 \N{MULTIPLICATION SIGN} 80 px" in page
     assert "image/jpeg" in page
@@ -211,6 +211,8 @@ async def test_a_heic_page_waits_for_its_preview_and_then_shows_it(settings: Set
         await run_thumbnail_job(app, created["id"])
         ready = (await client.get(f"/image/{created['id']}")).text
         assert "Preparing a preview" not in ready
-        assert f'src="/api/v1/images/{created["id"]}/thumbnail"' in ready
-        assert f'<source srcset="{created["url"]}" type="image/heic">' in ready
+        assert "hx-get" not in ready  # asks no more
+        # Shown converted (AVIF, WebP or JPEG as the browser takes them), at full size where it fits.
+        assert f'src="{created["url"]}?format=auto"' in ready
+        assert f'{created["url"]}?format=auto 480w"' in ready
         assert f'href="{created["url"]}" download' in ready

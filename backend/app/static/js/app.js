@@ -1,5 +1,6 @@
-// Chitram's only script: upload helpers, copy buttons and the error toast. No inline code anywhere
-// (the Content-Security-Policy forbids it), so everything is wired here by ids and data attributes.
+// Chitram's only script: upload helpers, copy buttons, the error toast and picture placeholders. No
+// inline code anywhere (the Content-Security-Policy forbids it), so everything is wired here by ids,
+// classes and data attributes.
 (function () {
   "use strict";
 
@@ -153,7 +154,35 @@
     });
   }
 
+  // A picture's blurred sketch lies under it until the picture has arrived (or failed: then its alt
+  // text shows, not a sketch of something that is not there).
+  function hidePlaceholder(image) {
+    var wrapper = image.closest(".picture");
+    var sketch = wrapper && wrapper.querySelector(".picture-placeholder");
+    if (sketch) { sketch.hidden = true; }
+  }
+
+  // `complete` is true once a picture has arrived or failed (a lazy one not yet asked for is not).
+  function hideSettledPlaceholders(root) {
+    root.querySelectorAll(".picture-image").forEach(function (image) {
+      if (image.complete) { hidePlaceholder(image); }
+    });
+  }
+
+  function setupPlaceholders() {
+    // load and error do not bubble, but they pass the document on the way down: one listener
+    // covers every picture, including those HTMX swaps in later.
+    ["load", "error"].forEach(function (name) {
+      document.addEventListener(name, function (event) {
+        if (event.target.classList && event.target.classList.contains("picture-image")) { hidePlaceholder(event.target); }
+      }, true);
+    });
+  }
+
+  setupPlaceholders();  // now, not at DOMContentLoaded: a picture may arrive before that
+
   document.addEventListener("DOMContentLoaded", function () {
+    hideSettledPlaceholders(document);  // those settled before this script ran
     setupUpload();
     setupCopyButtons();
     setupJsonErrors();
