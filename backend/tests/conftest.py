@@ -129,7 +129,7 @@ async def _truncate_tables(postgres_url: str) -> None:
     engine = create_async_engine(postgres_url)
     try:
         async with engine.begin() as connection:
-            await connection.execute(text("TRUNCATE images, users CASCADE"))
+            await connection.execute(text("TRUNCATE images, users, variants CASCADE"))
     finally:
         await engine.dispose()
 
