@@ -192,9 +192,11 @@ async def download_image(image_id: str, request: Request) -> Response:
     try:
         response = await stored_file_response(request, state.storage, stored)
     except ImageNotFound:
-        # Its object went with the content's last image a moment ago: not remembered any more.
+        # The object this process remembered went with the content's last image (the content may have
+        # been uploaded again since): forget it and look once more, which renders it again if need be.
         variants.forget(metadata.value["checksum"], recipe.name(variants.encoders))
-        raise
+        stored = await variants.find(metadata.value, recipe)
+        response = await stored_file_response(request, state.storage, stored)
     if asked.negotiated:
         response.headers["Vary"] = "Accept"
     return response

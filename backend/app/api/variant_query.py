@@ -29,10 +29,7 @@ class VariantQuery:
 
     def recipe_for(self, metadata: dict[str, Any]) -> VariantRecipe:
         """The recipe for this image: a width at or past its size is its full size (never upscaled)."""
-        width = self.width
-        if width is not None and width >= max(int(metadata["width"]), int(metadata["height"])):
-            width = None
-        return VariantRecipe(width, self.mode)
+        return VariantRecipe.fitted(self.width, self.mode, (int(metadata["width"]), int(metadata["height"])))
 
 
 def parse_variant_query(request: Request, widths: Sequence[int]) -> VariantQuery | None:

@@ -4,7 +4,8 @@ What is asked for (`VariantRecipe`: a width or full size, and a mode) is known b
 read; what comes out (format, size, animation) follows from the picture itself, and is decided here:
 
 - `jpeg`, `png`, `webp`, `avif`: that format. Animations stay animated in WebP; the others take frame 0.
-- `source` (no `format` asked for): the original's own format when browsers show it, else its family.
+- `source` (no `format` asked for): the original's own format when browsers show it, else its family
+  (a still GIF too: GIF is written only for animations).
 - `auto` with the formats the client accepts: an animation becomes animated WebP (or GIF); a still
   becomes AVIF, then WebP, then its family; a still with transparency prefers WebP to AVIF.
 - The family: GIF for an animation, PNG for transparency and for PNG or GIF originals, else JPEG.
@@ -44,6 +45,8 @@ _REDUCING_GAP: Final = 2.0
 # Animated WebP encodes every frame: method 2 is a third of method 4's time for ~3% more bytes.
 _ANIMATED_WEBP_METHOD: Final = 2
 _MAX_FRAME_MILLISECONDS: Final = 655_350
+# Loop counts are 16 bits in WebP and GIF.
+_MAX_LOOP_COUNT: Final = 65_535
 _RGB_LIKE: Final = frozenset({"RGB", "RGBA", "RGBX", "P", "PA"})
 _GREY_LIKE: Final = frozenset({"L", "LA", "1", "I", "I;16"})
 
@@ -76,6 +79,17 @@ class VariantRecipe:
 
     width: int | None
     mode: str
+
+    @classmethod
+    def fitted(cls, width: int | None, mode: str, stored_size: tuple[int, int]) -> VariantRecipe:
+        """The recipe for a picture of this size: a width at or past its longest side is its full size.
+
+        Never upscaled, so all those widths give the same picture; one name keeps it one variant, whoever
+        asks (a request, or VARIANT_PREGENERATE). The longest side, as the stored size is not oriented.
+        """
+        if width is not None and width >= max(stored_size):
+            width = None
+        return cls(width, mode)
 
     def name(self, encoders: Encoders) -> str:
         """The variant's name among those of its content: the same request, settings and renderer, same name."""
@@ -138,7 +152,10 @@ def _target_type(mode: str, source_type: str | None, *, animated: bool, alpha: b
     if mode in TARGET_TYPES:
         return TARGET_TYPES[mode]
     if mode == "source":
-        return source_type if source_type in _KEPT_SOURCE_TYPES else family
+        # A still GIF becomes PNG: resampled, its colours no longer fit a palette (and nothing encodes a still GIF).
+        if source_type in _KEPT_SOURCE_TYPES and (animated or source_type != GIF):
+            return source_type
+        return family
     accepted = set(mode.split("-")[1:])  # auto-avif-webp, auto-webp, auto
     if animated:
         return WEBP if "webp" in accepted else GIF
@@ -228,7 +245,7 @@ def _encode_animation(
             method = ORIENTATION_TRANSPOSE.get(orientation)
             yield picture.transpose(method) if method is not None else picture
 
-    loop = int(image.info.get("loop", 0))
+    plays = _plays(image)
     rendered = list(frames())  # bounded by max_animation_pixels, checked by the caller
     first, rest = rendered[0], rendered[1:]
     buffer = io.BytesIO()
@@ -239,13 +256,27 @@ def _encode_animation(
             save_all=True,
             append_images=rest,
             duration=durations,
-            loop=loop,
+            loop=min(plays, _MAX_LOOP_COUNT),
             quality=encoders.webp_quality,
             method=min(encoders.webp_method, _ANIMATED_WEBP_METHOD),
         )
     else:
-        first.save(buffer, "GIF", save_all=True, append_images=rest, duration=durations, loop=loop, disposal=2)
+        # No NETSCAPE extension plays once; its count N repeats N times after the first play.
+        looping = {} if plays == 1 else {"loop": max(plays - 1, 0)}
+        first.save(buffer, "GIF", save_all=True, append_images=rest, duration=durations, disposal=2, **looping)
     return _described(buffer.getvalue(), target, first.size)
+
+
+def _plays(image: Image.Image) -> int:
+    """How many times the animation plays (0: forever), as browsers play the source.
+
+    WebP and APNG store that number. A GIF stores repetitions after the first play, and one without a
+    looping extension (no `loop`) plays once. Pillow does not read an AVIF's count: those loop forever.
+    """
+    loop = image.info.get("loop")
+    if image.format == "GIF":
+        return 1 if loop is None else 0 if int(loop) == 0 else min(int(loop) + 1, _MAX_LOOP_COUNT)
+    return int(loop or 0)
 
 
 def _described(data: bytes, content_type: str, size: tuple[int, int]) -> RenderedVariant:

@@ -12,7 +12,8 @@ the encoder settings, so every image with that content, in every process, asks f
 
 Renders are bounded per process: `VARIANT_RENDER_CONCURRENCY` at once in worker threads (a thread that
 outlives its time limit keeps its slot: `render_slots`), `VARIANT_RENDER_QUEUE` waiting, and past that
-503 with Retry-After. Deleting the last image of a content removes its variants (`collect_garbage`).
+503 with Retry-After. Deleting the last image of a content removes its variants (`collect_garbage`);
+a ready row whose object is missing (storage restored without `variants/`) is dropped and made again.
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
-from pathlib import PurePosixPath
 from typing import Any
 
 import anyio
@@ -37,13 +36,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.database import execute_alone, transaction
 from app.errors import ImageNotFound, ServiceUnavailable, StorageUnavailable, VariantUnavailable
-from app.media.variants import Encoders, RenderedVariant, VariantError, VariantRecipe, render_variant
+from app.media.variants import RenderedVariant, VariantError, VariantRecipe, render_variant
 from app.models import Image, Variant, VariantStatus
 from app.models.base import utc_now
 from app.services.content_store import lock_content
 from app.services.delivery import StoredFile
 from app.services.render_slots import RenderTicket
 from app.services.storage import StorageBackend, StoredObjectMissing
+from app.services.variant_naming import ReadyVariant, encoders_of, pregenerated_recipes, variant_key
 from app.utils.worker_threads import run_blocking
 
 logger = logging.getLogger(__name__)
@@ -52,54 +52,6 @@ logger = logging.getLogger(__name__)
 MEMO_SIZE = 8192
 # How often a request polls the row of a variant another process is rendering.
 POLL_SECONDS = 0.05
-
-
-def variant_key(checksum: str, name: str, extension: str) -> str:
-    """Where a variant is stored: beside the other variants of its content, apart from originals."""
-    return f"variants/{checksum[:2]}/{checksum}/{name}{extension}"
-
-
-def encoders_of(settings: Settings) -> Encoders:
-    return Encoders(
-        jpeg_quality=settings.variant_jpeg_quality,
-        webp_quality=settings.variant_webp_quality,
-        webp_method=settings.variant_webp_method,
-        avif_quality=settings.variant_avif_quality,
-        avif_speed=settings.variant_avif_speed,
-        png_compress_level=settings.variant_png_compress_level,
-    )
-
-
-def pregenerated_recipes(settings: Settings) -> list[VariantRecipe]:
-    """VARIANT_PREGENERATE as recipes (`300:webp` -> 300 px WebP; `full:avif` -> full-size AVIF)."""
-    recipes = []
-    for item in settings.variant_pregenerate:
-        width, _, image_format = item.partition(":")
-        recipes.append(VariantRecipe(None if width == "full" else int(width), image_format))
-    return recipes
-
-
-@dataclass(frozen=True)
-class ReadyVariant:
-    """A stored variant as its row describes it (without the file name, which is each image's own)."""
-
-    key: str
-    size: int
-    checksum: str
-    content_type: str
-    created_at: datetime
-
-    def as_file(self, image_filename: str, recipe: VariantRecipe) -> StoredFile:
-        suffix = PurePosixPath(self.key).suffix
-        label = f"-{recipe.width}w" if recipe.width else ""
-        return StoredFile(
-            key=self.key,
-            size=self.size,
-            checksum=self.checksum,
-            content_type=self.content_type,
-            filename=f"{PurePosixPath(image_filename).stem}{label}{suffix}",
-            modified=self.created_at,
-        )
 
 
 class VariantService:
@@ -139,7 +91,11 @@ class VariantService:
 
     async def pregenerate(self, checksum: str, source_key: str) -> None:
         """Make the VARIANT_PREGENERATE variants of a content now; failures are logged, not raised."""
-        for recipe in pregenerated_recipes(self._settings):
+        async with self._sessionmaker() as session:
+            size = (await session.execute(_SIZE_OF_CONTENT, {"source": checksum})).first()
+        if size is None:
+            return  # the content's last image went meanwhile
+        for recipe in pregenerated_recipes(self._settings, (size.width, size.height)):
             try:
                 await self._ready(checksum, recipe.name(self.encoders), recipe, source_key)
             except Exception as error:  # the variant is made on its first request instead
@@ -166,10 +122,17 @@ class VariantService:
     async def _obtain(self, checksum: str, name: str, recipe: VariantRecipe, source_key: str) -> ReadyVariant:
         """Read the row, claim it, render, or wait for the process that renders it; bounded in time."""
         deadline = time.monotonic() + self._settings.variant_render_timeout_seconds + 5
+        checked = False
         while True:
             outcome, row, token = await self._claim(checksum, name)
             if outcome == "ready":
-                return _ready_of(row)
+                ready = _ready_of(row)
+                if checked or await self._object_present(ready.key):
+                    return ready  # once checked, a storage that says otherwise is told by serving it
+                # Restored without `variants/` (operations.md allows it), or lost: made again.
+                checked = True
+                await self._drop_lost(checksum, name, ready.key)
+                continue
             if outcome == "failed":
                 raise VariantUnavailable(details={"reason": row.error})
             if outcome == "gone":
@@ -182,6 +145,29 @@ class VariantService:
                     "This variant is being made; try again in a moment.", headers={"Retry-After": "1"}
                 )
             await anyio.sleep(POLL_SECONDS)
+
+    async def _object_present(self, key: str) -> bool:
+        # Checked once per variant and process (it is remembered afterwards): a cheap HEAD, or stat.
+        try:
+            return await self._storage.exists(key)
+        except Exception:
+            return True  # storage trouble is told by serving the file, not by rendering it again
+
+    async def _drop_lost(self, checksum: str, name: str, key: str) -> None:
+        """Delete the ready row of a variant whose object is missing, unless it changed meanwhile."""
+        logger.warning("variant %s of %s is missing from storage (%s); making it again", name, checksum, key)
+        async with transaction(self._sessionmaker) as connection:
+            await lock_content(connection, checksum)
+            if await self._object_present(key):
+                return  # another process made it again meanwhile (the key is the same)
+            await connection.execute(
+                delete(Variant).where(
+                    Variant.source_checksum == checksum,
+                    Variant.name == name,
+                    Variant.status == VariantStatus.READY,
+                    Variant.storage_key == key,
+                )
+            )
 
     async def _claim(self, checksum: str, name: str) -> tuple[str, Any, str | None]:
         """ready/failed (with the row), claimed (with our token), busy (another process renders), gone."""
@@ -373,6 +359,7 @@ def _ready_of(row: Variant) -> ReadyVariant:
 
 # The statements of every cold variant, built once.
 _ANY_IMAGE = select(Image.id).where(Image.checksum == bindparam("source")).limit(1)
+_SIZE_OF_CONTENT = select(Image.width, Image.height).where(Image.checksum == bindparam("source")).limit(1)
 _ROW_STATE = select(Variant.status, Variant.lease_until).where(
     Variant.source_checksum == bindparam("source"), Variant.name == bindparam("variant")
 )

@@ -12,8 +12,8 @@ import anyio.to_thread
 import pytest
 
 from app.media.thumbnails import RenderedThumbnail
-from app.services.storage.local import LocalStorage
 from app.services.render_slots import RenderTicket
+from app.services.storage.local import LocalStorage
 from app.services.thumbnail_jobs import _render_and_store
 from app.utils.worker_threads import run_blocking
 
