@@ -1,22 +1,26 @@
 """`make bench`: measure Chitram against this machine's ceilings in one run; write the table and raw JSON.
 
-Run through `bash bench/run.sh [--duration SECONDS] [--profile] [--smoke]`, which installs wrk, nginx
-and py-spy first. Needs PostgreSQL and Redis (database.py says where). Everything it starts binds
-127.0.0.1 and is stopped at the end, and the whole run has a time budget.
+Run through `bash bench/run.sh [--duration SECONDS] [--profile] [--smoke] [--only PASS,...]`, which
+installs wrk, nginx and py-spy first. Needs PostgreSQL and Redis (database.py says where). Everything it
+starts binds 127.0.0.1 and is stopped at the end, and the whole run has a time budget.
 
-Order of a run (a ceiling or floor is measured next to its figure, so both see the same machine):
-  ceilings that need no data start first and wait idle: bare Starlette, nginx;
-  pass 1, reads from local storage: 1 cached metadata, 2 file (and behind nginx);
-  pass 2, uploads to local storage on two fresh servers (upload_scenarios.py): 3 unique 200 KB JPEGs
-    with stripping on and off, duplicates, unique WebP and HEIC, each with its floor in plain loops;
-    then 4 thumbnail latency (+ its floor) on the stripping server;
-  a fresh server for 5, 50 concurrent 5 MB uploads;
-  pass 3, S3 through moto: 2 file through S3, a naive whole-object read, and a 5 MB object for memory.
+The passes of a run, in order (a ceiling or floor is measured next to its figure, so both see the same
+machine); `--only` runs some of them, and then writes no page, which shows complete runs only:
+  reads     bare Starlette and nginx as ceilings, then from local storage: 1 cached metadata, 2 file
+            (and behind nginx);
+  uploads   uploads to local storage on two fresh servers (upload_scenarios.py): 3 unique 200 KB JPEGs
+            with stripping on and off, duplicates, unique WebP and HEIC, each with its floor in plain
+            loops; then 4 thumbnail latency (+ its floor) on the stripping server;
+  memory    a fresh server for 5, 50 concurrent 5 MB uploads;
+  variants  fresh servers for variants (variant_scenarios.py): cold 600 px WebP and AVIF renders with
+            their floor, a warm variant against an original of the same bytes, single flight;
+  s3        S3 through moto: 2 file through S3, a naive whole-object read, and a 5 MB object for memory.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import os
@@ -26,6 +30,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,7 @@ import thumbnail_floor
 from database import REDIS_URL, BenchDatabase, flush_redis
 from services import BACKEND_DIR, BENCH_DIR, REPO_ROOT, Processes, Service
 from upload_scenarios import UploadBodies, UploadPass
+from variant_scenarios import VariantPass
 from wrk import CONNECTIONS, THREADS, WrkRun, run_wrk
 
 sys.path.insert(0, str(BACKEND_DIR))  # the backend is not installed as a package
@@ -59,7 +65,10 @@ PROFILED_SCENARIOS = (
     "upload_200k_duplicate",
     "upload_webp",
     "upload_heic",
+    "variant_warm",
+    "original_warm",
 )
+PASSES = ("reads", "uploads", "memory", "variants", "s3")
 
 
 def parse_args() -> argparse.Namespace:
@@ -68,9 +77,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--warmup", type=int, default=None, help="warm-up seconds before each (default 2; 0 with --smoke)"
     )
-    parser.add_argument("--smoke", action="store_true", help="5 thumbnails and 5 big uploads instead of 20 and 50")
     parser.add_argument(
-        "--profile", action="store_true", help="py-spy record the server during scenarios 1-3 and the uploads"
+        "--smoke",
+        action="store_true",
+        help="5 thumbnails and 5 big uploads instead of 20 and 50, 2 cold variants of each format instead of 20",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy record the server during scenarios 1-3, the uploads and the warm variant",
+    )
+    parser.add_argument(
+        "--only",
+        type=_passes,
+        default=None,
+        metavar="PASS[,PASS]",
+        help=f"run only these passes ({', '.join(PASSES)}); writes no page",
     )
     parser.add_argument("--results-dir", type=Path, default=BENCH_DIR / "results")
     parser.add_argument(
@@ -85,9 +107,20 @@ def parse_args() -> argparse.Namespace:
         parser.error("--duration must be at least 1 second")
     if args.warmup is None:
         args.warmup = 0 if args.smoke else 2
+    if args.only is not None and args.doc not in (None, "-"):
+        parser.error("--only measures part of the suite; a page is written by complete runs only")
     if args.doc is None:
-        args.doc = "-" if args.profile else str(REPO_ROOT / "docs" / "performance.md")
+        args.doc = "-" if args.profile or args.only is not None else str(REPO_ROOT / "docs" / "performance.md")
     return args
+
+
+def _passes(value: str) -> tuple[str, ...]:
+    """`--only`'s value: pass names, comma-separated, run in the suite's own order."""
+    names = {name.strip() for name in value.split(",") if name.strip()}
+    unknown = sorted(names - set(PASSES))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"passes are {', '.join(PASSES)}; not {', '.join(unknown) or 'none'}")
+    return tuple(name for name in PASSES if name in names)
 
 
 def clean_env() -> dict[str, str]:
@@ -147,9 +180,14 @@ class Run:
             **overrides,
         }
 
-    def start_chitram(self, name: str, **overrides: str) -> Service:
+    def start_chitram(self, name: str, *, log_config: Path | None = None, **overrides: str) -> Service:
         return self.processes.uvicorn(
-            name, "app.main:app_factory", env=self.app_env(**overrides), app_dir=BACKEND_DIR, ready_path="/health"
+            name,
+            "app.main:app_factory",
+            env=self.app_env(**overrides),
+            app_dir=BACKEND_DIR,
+            ready_path="/health",
+            log_config=log_config,
         )
 
     def wrk(
@@ -220,26 +258,42 @@ class Run:
     # -- the run -----------------------------------------------------------------------------
 
     def execute(self) -> dict[str, Any]:
-        smoke = self.args.smoke
         self.log(f"work directory {self.workdir}; load average {os.getloadavg()[0]:.2f}")
         self.load_at_start = os.getloadavg()[0]
-        file_500k = images.jpeg_near(500_000, seed=500)
-        # An ICC profile and nothing else: each of scenario 5's uploads can be new content (stamped),
-        # and stripping leaves the file as it is, so the S3 pass can compare downloads byte for byte.
-        big_5mb = images.jpeg_near(
-            5_000_000, seed=5000, at_most=MAX_UPLOAD_BYTES - 1024, metadata=images.icc_only_options
-        )
-        thumbnail_source = images.thumbnail_source_jpeg()
-        upload_bodies = UploadBodies.make()
-        self.log(
-            f"images: {len(file_500k):,} B, {len(big_5mb):,} B, 4000x3000 {len(thumbnail_source):,} B; "
-            f"uploads: {upload_bodies.describe()}"
-        )
-
         self.database.create_and_migrate(self.env)
         flush_redis()
+        passes: dict[str, Callable[[], None]] = {
+            "reads": self.reads_pass,
+            "uploads": self.uploads_pass,
+            "memory": self.memory_pass,
+            "variants": self.variants_pass,
+            "s3": self.s3_pass,
+        }
+        for name in self.args.only or PASSES:
+            passes[name]()
+        self.processes.stop_all()
+        return self.results()
 
-        # Ceilings without data of their own start now and wait idle.
+    # The images are made when a pass first needs them, so that `--only` makes only its own.
+
+    @functools.cached_property
+    def file_500k(self) -> bytes:
+        return images.jpeg_near(500_000, seed=500)
+
+    @functools.cached_property
+    def big_5mb(self) -> bytes:
+        # An ICC profile and nothing else: each of scenario 5's uploads can be new content (stamped),
+        # and stripping leaves the file as it is, so the S3 pass can compare downloads byte for byte.
+        return images.jpeg_near(5_000_000, seed=5000, at_most=MAX_UPLOAD_BYTES - 1024, metadata=images.icc_only_options)
+
+    @functools.cached_property
+    def thumbnail_source(self) -> bytes:
+        return images.thumbnail_source_jpeg()
+
+    def reads_pass(self) -> None:
+        """Ceilings without data of their own, then reads from local storage (1, 2)."""
+        file_500k = self.file_500k
+        self.log(f"reads: {len(file_500k):,} B")
         starlette = self.processes.uvicorn(
             "starlette-ceiling", "ceiling_apps:starlette_json", env=self.env, app_dir=BENCH_DIR, ready_path="/metadata"
         )
@@ -248,7 +302,6 @@ class Run:
         (nginx_root / "file-500k.jpg").write_bytes(file_500k)
         nginx = self.processes.nginx("nginx-ceiling", nginx_root)
 
-        # Pass 1: reads from local storage.
         chitram = self.start_chitram(
             "chitram-local", STORAGE_BACKEND="local", LOCAL_STORAGE_PATH=str(self.workdir / "images")
         )
@@ -281,12 +334,18 @@ class Run:
         for service in (chitram, starlette, nginx):
             self.processes.stop(service)
 
-        # Pass 2: uploads to local storage (upload_scenarios.py), then thumbnail latency on the same
-        # server. The floors' and servers' files (~1 GB per 10 s of scenarios) stay in the work directory
-        # until run.sh removes it at the end: deleting thousands of files would slow the next new ones.
+    def uploads_pass(self) -> None:
+        """Uploads to local storage (upload_scenarios.py), then thumbnail latency on the same server (3, 4, 13).
+
+        The floors' and servers' files (~1 GB per 10 s of scenarios) stay in the work directory until
+        run.sh removes it at the end: deleting thousands of files would slow the next new ones.
+        """
+        thumbnail_source = self.thumbnail_source
+        upload_bodies = UploadBodies.make()
+        self.log(f"uploads: {upload_bodies.describe()}; thumbnails of a 4000x3000 {len(thumbnail_source):,} B")
         chitram, account = UploadPass(self, upload_bodies).execute()
         self.log("thumbnail floor and latency")
-        runs = 5 if smoke else 20
+        runs = 5 if self.args.smoke else 20
         self.scenarios["thumbnail_floor"] = thumbnail_floor.measure(thumbnail_source, runs)
         with httpx.Client(base_url=chitram.base_url, timeout=30) as client:
             self.scenarios["thumbnail_latency"] = client_scenarios.thumbnail_latency(
@@ -294,19 +353,30 @@ class Run:
             )
         self.processes.stop(chitram)
 
-        # Scenario 5 on a fresh process: its peak is not inflated by what earlier scenarios allocated.
-        uploads = 5 if smoke else 50
+    def memory_pass(self) -> None:
+        """Scenario 5 on a fresh process: its peak is not inflated by what earlier scenarios allocated."""
+        big_5mb = self.big_5mb
+        uploads = 5 if self.args.smoke else 50
         self.log(f"memory: {uploads} concurrent uploads of {len(big_5mb):,} B")
         chitram = self.start_chitram(
             "chitram-memory", STORAGE_BACKEND="local", LOCAL_STORAGE_PATH=str(self.workdir / "images")
         )
+        with httpx.Client(base_url=chitram.base_url, timeout=30) as client:
+            token = client_scenarios.register(client).token
         self.scenarios["memory_5mb_uploads"] = client_scenarios.memory_under_big_uploads(
             chitram.base_url, token, big_5mb, uploads, server_pid=chitram.pid
         )
         self.log(f"memory: {self.scenarios['memory_5mb_uploads']}")
         self.processes.stop(chitram)
 
-        # Pass 3: S3 through moto's server, with a database of its own (one storage per database).
+    def variants_pass(self) -> None:
+        """Variants on fresh servers (variant_scenarios.py), from the 4000x3000 JPEG of scenario 4."""
+        VariantPass(self, self.thumbnail_source).execute()
+
+    def s3_pass(self) -> None:
+        """S3 through moto's server, with a database of its own (one storage per database)."""
+        file_500k, big_5mb = self.file_500k, self.big_5mb
+        self.log(f"s3: {len(file_500k):,} B and {len(big_5mb):,} B")
         flush_redis()
         self.s3_database.create_and_migrate(self.env)
         moto = self.processes.moto("moto-s3")
@@ -343,8 +413,9 @@ class Run:
         self.wrk("file_s3", chitram, f"/api/v1/images/{small['id']}/file")
         self.wrk("naive_s3_read", naive, "/objects/file-500k.jpg")
         self.wrk("file_s3_5mb", chitram, f"/api/v1/images/{large['id']}/file", timeout_seconds=30)
-        self.processes.stop_all()
-        return self.results()
+        self.processes.stop(chitram)
+        self.processes.stop(naive)
+        self.processes.stop(moto)
 
     def results(self) -> dict[str, Any]:
         results: dict[str, Any] = {
@@ -360,6 +431,7 @@ class Run:
                 "connections": CONNECTIONS,
                 "smoke": self.args.smoke,
                 "profile": self.args.profile,
+                "only": list(self.args.only) if self.args.only else None,
             },
             "scenarios": self.scenarios,
         }
@@ -392,8 +464,12 @@ def keep_logs(workdir: Path, results_dir: Path) -> None:
 
 
 def time_budget_seconds(args: argparse.Namespace) -> int:
-    """An upper bound for the whole run: 15 wrk runs (one twice as long), 3 floors, set-up, thumbnails, memory."""
-    return int(300 + 20 * (args.duration + args.warmup + 20))
+    """An upper bound for the whole run: 19 wrk runs (one twice as long), 5 floors, set-up, thumbnails, memory.
+
+    The variant pass's cold renders add about three minutes on a busy 2-core machine: 2 x 20 renders of
+    each format, half of them by the floor, AVIF the slowest at up to 1.5 s each.
+    """
+    return int(480 + 22 * (args.duration + args.warmup + 20))
 
 
 def main() -> int:
@@ -423,7 +499,7 @@ def main() -> int:
         run.cleanup()
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    kind = "smoke" if args.smoke else "profile" if args.profile else "bench"
+    kind = "smoke" if args.smoke else "profile" if args.profile else "partial" if args.only else "bench"
     raw = json.dumps(results, indent=2)
     (args.results_dir / f"{kind}-{stamp}.json").write_text(raw)
     (args.results_dir / f"{kind}-latest.json").write_text(raw)

@@ -35,6 +35,14 @@ SCENARIOS = (
     "thumbnail_latency",
     "thumbnail_floor",
     "memory_5mb_uploads",
+    "variant_cold_webp",
+    "variant_webp_floor",
+    "variant_cold_avif",
+    "variant_avif_floor",
+    "variant_warm",
+    "original_warm",
+    "variant_single_flight",
+    "variant_single_flight_two_processes",
 )
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -104,7 +112,7 @@ def now_utc() -> str:
 def _number(value: float | None, unit: str = "") -> str:
     if value is None:
         return "—"
-    if unit == "responses":
+    if unit in ("responses", "renders"):
         return f"{value:.0f}"
     text = f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.1f}" if abs(value) >= 10 else f"{value:,.2f}"
     return f"{text} {unit}".strip()
@@ -146,6 +154,51 @@ def _upload_lines(scenarios: Results) -> list[str]:
     ]
 
 
+def _variant_lines(scenarios: Results) -> list[str]:
+    """The variant pass's figures beyond the table: latencies, where a render's time goes, single flight."""
+    lines = []
+    for image_format, shown in (("webp", "WebP"), ("avif", "AVIF")):
+        served, floor = scenarios[f"variant_cold_{image_format}"], scenarios[f"variant_{image_format}_floor"]
+        ratio = served["median_ms"] / floor["median_ms"] if floor["median_ms"] else 0
+        encoder = ", ".join(f"{name} {value}" for name, value in floor["encoder"].items())
+        lines.append(
+            f"- Cold {served['width']} px {shown} variants ({served['samples']} first requests, one at "
+            f"a time, each of a new 4000x3000 JPEG of {served['source_bytes'] / 1e6:.2f} MB; "
+            f"{served['variant_bytes']:,} B each): answered in {_number(served['median_ms'], 'ms')} (median; "
+            f"{_number(served['min_ms'], 'ms')} to {_number(served['max_ms'], 'ms')}), of which render and store in "
+            f"the worker thread {_number(served['render_and_store_median_ms'], 'ms')}; "
+            f"{_number(served['cpu_ms_per_render'], 'ms')} of server CPU each. The floor ({encoder}), run by run in "
+            f"turn in the harness: {_number(floor['median_ms'], 'ms')} (median), "
+            f"{_number(floor['cpu_ms_per_render'], 'ms')} of CPU ({floor['variant_bytes']:,} B); in time the server "
+            f"takes {ratio:.2f}x the floor."
+        )
+    warm, original = scenarios["variant_warm"], scenarios["original_warm"]
+    lines.append(
+        f"- Warm variant: wrk on a stored `?w=1200&format=webp` ({warm['body_bytes']:,} B) and on an original "
+        "uploaded with those very bytes, in four legs of half the duration (variant original original variant): "
+        f"{_number(warm['req_per_s'])} and {_number(original['req_per_s'])} req/s, p99 "
+        f"{_number(warm['p99_ms'], 'ms')} and {_number(original['p99_ms'], 'ms')}, server CPU per request "
+        f"{_number(warm.get('server_cpu_ms_per_request'), 'ms')} and "
+        f"{_number(original.get('server_cpu_ms_per_request'), 'ms')}. A plain GET of an original held near is "
+        "answered before routing (NearCacheHitMiddleware); a variant's goes through its route."
+    )
+    flights = [scenarios["variant_single_flight"], scenarios["variant_single_flight_two_processes"]]
+    described = "; ".join(
+        f"{flight['processes']} process{'es' if flight['processes'] > 1 else ''}: {flight['renders']} render"
+        f"{'s' if flight['renders'] != 1 else ''} ("
+        + (", ".join(f"{server} {count}" for server, count in flight["renders_by_server"].items()) or "none")
+        + f"), statuses {flight['statuses']}, {flight['answered_alike']} of {flight['requests']} with the same "
+        f"bytes, all answered in {_number(flight['seconds_until_answered'], 's')}"
+        for flight in flights
+    )
+    lines.append(
+        f"- Single flight: {flights[0]['requests']} concurrent first requests of `?w=600&format=webp` for a new "
+        "content, on one server, then split by turns over two servers sharing database and storage; renders "
+        f"counted from the servers' own log lines: {described}."
+    )
+    return lines
+
+
 def markdown(results: Results) -> str:
     meta = results["meta"]
     box = meta["machine"]
@@ -157,7 +210,8 @@ def markdown(results: Results) -> str:
         "",
         "This page is written by `make bench` and is regenerated, not hand-edited: every figure and its",
         "reference come from one run on one machine, side by side, because only those ratios mean anything on",
-        "shared, noisy machines. Targets are those of issue 5 (1-5) and issue 13 (13.x, uploads of every format).",
+        "shared, noisy machines. Targets are those of issue 5 (1-5), issue 13 (13.x, uploads of every format)",
+        "and issue 14 (14.x, variants: cold renders, warm variants, single flight).",
         "",
         f"- Command: `{meta['command']}`",
         f"- Date: {meta['date']}",
@@ -223,6 +277,7 @@ def markdown(results: Results) -> str:
         f"process): peak RSS {_number(memory['peak_rss_mb'], 'MB')} (from {_number(memory['rss_start_mb'], 'MB')} "
         f"at rest); statuses {memory['statuses']}; all thumbnails ready after "
         f"{_number(memory['seconds_until_thumbnails_ready'], 's')}.",
+        *_variant_lines(scenarios),
         "",
         "## Notes",
         "",
@@ -272,6 +327,13 @@ def markdown(results: Results) -> str:
         "figures move less with the machine than the rates do. Machines of the same kind differ in speed "
         "too: issue 5 measured the thumbnail floor at about 28 ms on its reference machine, so a larger floor "
         "above means a slower machine, on which 150 uploads/s asks for a larger share of the upload floor.",
+        "- The variant pass (bench/variant_scenarios.py) runs on fresh servers of its own. 14.1 times the first "
+        "request of a variant of new content, one at a time, and is judged on CPU like 13.2 (latency on a shared "
+        "machine waits for other work's turn too; both are above). Its floor (bench/variant_floor.py) makes the "
+        "very bytes the server makes, with the server's encoder settings, and runs in turn with it, request by "
+        "request. 14.2 compares a stored variant with an original of the same bytes, so only the path differs. "
+        "14.3 counts renders from the servers' own log lines (one per render), not from storage, where a second "
+        "render would overwrite the first under the same key.",
         "",
         "Raw figures of the latest run: `bench/results/latest.json` (git-ignored).",
         "",

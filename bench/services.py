@@ -92,8 +92,21 @@ class Processes:
         self.started.append(service)
         return service
 
-    def uvicorn(self, name: str, app: str, *, env: Mapping[str, str], app_dir: Path, ready_path: str) -> Service:
-        """One uvicorn worker, no reload, the production command line of backend/Dockerfile otherwise."""
+    def uvicorn(
+        self,
+        name: str,
+        app: str,
+        *,
+        env: Mapping[str, str],
+        app_dir: Path,
+        ready_path: str,
+        log_config: Path | None = None,
+    ) -> Service:
+        """One uvicorn worker, no reload, the production command line of backend/Dockerfile otherwise.
+
+        `log_config` (uvicorn's --log-config, JSON) replaces uvicorn's logging set-up, which shows
+        none of the app's own INFO lines.
+        """
         port = free_port()
         command = [
             str(VENV_BIN / "python"),
@@ -114,6 +127,8 @@ class Processes:
             "--no-access-log",
             "--no-server-header",
         ]
+        if log_config is not None:
+            command += ["--log-config", str(log_config)]
         service = self.spawn(name, command, env=env, cwd=app_dir, port=port)
         wait_until(http_ok(service.base_url + ready_path), service.process, name, service.log)
         return service

@@ -1,4 +1,4 @@
-"""`make bench` cannot rot: its harness runs end to end with 1 s scenarios and fewer big uploads.
+"""`make bench` cannot rot: its harness runs end to end with 1 s scenarios, fewer big uploads and 2 cold variants.
 
 The figures of so short a run mean nothing and are not checked; what is checked is that every
 scenario ran and reported, and that the run stopped everything it started. It writes into a
@@ -38,7 +38,8 @@ def _bench_scenarios() -> tuple[str, ...]:
     return scenarios
 
 
-SMOKE_TIMEOUT_SECONDS = 300
+# The variant pass adds about a minute on a busy 2-core machine (a whole smoke run took ~240 s there).
+SMOKE_TIMEOUT_SECONDS = 420
 # The contract of a complete run is the harness's own list (bench/report.py), not a copy of it.
 SCENARIOS = set(_bench_scenarios())
 WRK_FIGURES = ("req_per_s", "p50_ms", "p99_ms", "errors", "peak_rss_mb")
@@ -99,6 +100,12 @@ def test_bench_harness_runs_every_scenario_and_stops_what_it_started(tmp_path: P
     assert results["scenarios"]["upload_200k_duplicate"]["contents"] == 1
     assert results["scenarios"]["memory_5mb_uploads"]["uploads"] == 5
     assert results["scenarios"]["thumbnail_latency"]["samples"] == 5
+    # Each timed cold variant was a render of its own; single flight is checked even in a smoke run.
+    for name in ("variant_cold_webp", "variant_cold_avif", "variant_webp_floor", "variant_avif_floor"):
+        assert results["scenarios"][name]["samples"] == 2, name
+    for name in ("variant_single_flight", "variant_single_flight_two_processes"):
+        assert results["scenarios"][name]["requests"] == 50, name
+        assert results["scenarios"][name]["renders"] == 1, results["scenarios"][name]
     assert len(results["verdicts"]) >= 10
     assert "make bench" in doc.read_text()
     # Every server, nginx and moto is gone, and so is the work directory.
