@@ -3,18 +3,24 @@
 `GET /api/v1/images/{id}` and its direct link `/file` are what every embed and client fetches.
 When the process's near copy (ADR 0011) holds the image, the metadata answer is fixed bytes, and a
 plain download (no Range or validators) is either the proxy's redirect or a file held in memory;
-this middleware sends those itself, the way a response cache in front of an app does. Everything
-else (misses, Range requests, other spellings of the id, other routes) goes on to FastAPI, where
-`images.read_image` and `images.download_image` answer as before. Both answers are built by the
+this middleware sends those itself, the way a response cache in front of an app does. So it does for
+a variant (`/file?w=&format=`, ADR 0015) that this process has served already and holds in memory:
+routing alone costs several times such an answer. Everything else (misses, Range requests, other
+spellings of the id, other routes) goes on to FastAPI, where `images.read_image` and
+`images.download_image` answer as before. Both answers are built by the
 same code, and tests compare them header for header.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.file_responses import whole_file_response
+from app.api.variant_query import variant_query_of
+from app.errors import InvalidVariant
 from app.services.cache import MetadataCache
 from app.services.delivery import original_from_metadata
 
@@ -42,14 +48,39 @@ def _answer_from_near_copy(scope: Scope) -> Response | None:
     # Near copies are keyed by the canonical id, so "upload", "<id>/thumbnail" or an id spelt another
     # way simply finds nothing here and is routed as usual.
     if rest.endswith(FILE_SUFFIX):
-        if scope["query_string"]:
-            return None  # a variant (or a bad query): the route answers
         metadata = cache.near.get(rest[: -len(FILE_SUFFIX)])
         if metadata is None:
             return None
+        if scope["query_string"]:
+            return _warm_variant(scope, metadata.value)
         stored = original_from_metadata(metadata.value)
         return whole_file_response(scope["headers"], stored, state.settings, state.hot_files)
     metadata = cache.near.get(rest)
     if metadata is None:
         return None
     return Response(metadata.body, media_type="application/json", headers={"X-Cache": "HIT"})
+
+
+def _warm_variant(scope: Scope, metadata: dict[str, Any]) -> Response | None:
+    """A variant this process has served before, whole from memory; None for the route to answer.
+
+    The same steps as `images.download_image` once the metadata is known: a query the route would refuse,
+    a variant not yet remembered, or bytes not in memory go on to the route.
+    """
+    state = scope["app"].state
+    accept = next((value.decode("latin-1") for name, value in scope["headers"] if name == b"accept"), None)
+    try:
+        asked = variant_query_of(scope["query_string"], accept, state.settings.variant_widths)
+    except InvalidVariant:
+        return None
+    if asked is None:
+        return None
+    recipe = asked.recipe_for(metadata)
+    ready = state.variants.remembered(metadata["checksum"], recipe)
+    if ready is None:
+        return None
+    stored = ready.as_file(metadata["filename"], recipe)
+    response = whole_file_response(scope["headers"], stored, state.settings, state.hot_files)
+    if response is not None and asked.negotiated:
+        response.headers["Vary"] = "Accept"
+    return response

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
@@ -34,7 +36,26 @@ class VariantQuery:
 
 def parse_variant_query(request: Request, widths: Sequence[int]) -> VariantQuery | None:
     """The variant asked for, None for the original (no query), or INVALID_VARIANT."""
-    items = request.query_params.multi_items()
+    return variant_query_of(request.scope["query_string"], request.headers.get("accept"), tuple(widths))
+
+
+def variant_query_of(query_string: bytes, accept: str | None, widths: tuple[int, ...]) -> VariantQuery | None:
+    """`parse_variant_query` from the raw query and Accept header (the near-cache middleware has no Request)."""
+    asked = _asked(query_string, widths)
+    if asked is None:
+        return None
+    width, image_format = asked
+    if image_format == "auto":
+        return VariantQuery(width, auto_mode(accepted_formats(accept)), negotiated=True)
+    return VariantQuery(width, image_format or "source", negotiated=False)
+
+
+# Valid queries are few (widths x formats, in a few spellings), and a warm variant is answered from
+# the near copies in microseconds, where parsing again would cost as much again. Errors are not kept.
+@lru_cache(maxsize=512)
+def _asked(query_string: bytes, widths: tuple[int, ...]) -> tuple[int | None, str | None] | None:
+    # Parsed as Starlette parses `request.query_params`.
+    items = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
     if not items:
         return None
     details = {"parameters": list(PARAMETERS), "widths": list(widths), "formats": list(REQUESTABLE_FORMATS)}
@@ -56,12 +77,11 @@ def parse_variant_query(request: Request, widths: Sequence[int]) -> VariantQuery
     image_format = values.get("format")
     if image_format is not None and image_format not in REQUESTABLE_FORMATS:
         raise InvalidVariant(f"format must be one of {', '.join(REQUESTABLE_FORMATS)}.", details=details)
-    if image_format == "auto":
-        return VariantQuery(width, auto_mode(accepted_formats(request.headers.get("accept"))), negotiated=True)
-    return VariantQuery(width, image_format or "source", negotiated=False)
+    return width, image_format
 
 
-def accepted_formats(accept: str | None) -> set[str]:
+@lru_cache(maxsize=256)  # browsers send a handful of distinct Accept headers
+def accepted_formats(accept: str | None) -> frozenset[str]:
     """Which of AVIF and WebP an Accept header names explicitly with a non-zero quality."""
     accepted: set[str] = set()
     for media_range in (accept or "").split(","):
@@ -69,7 +89,7 @@ def accepted_formats(accept: str | None) -> set[str]:
         name = _NEGOTIATED.get(media_type.lower())
         if name is not None and _quality(parameters) > 0:
             accepted.add(name)
-    return accepted
+    return frozenset(accepted)
 
 
 def _quality(parameters: list[str]) -> float:

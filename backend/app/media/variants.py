@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Final
 
 from PIL import Image, ImageSequence, JpegImagePlugin
@@ -66,7 +67,7 @@ class Encoders:
     avif_speed: int = 8
     png_compress_level: int = 6
 
-    @property
+    @cached_property  # on every request's path: hashed once per process
     def fingerprint(self) -> str:
         """Eight hex digits that change with any setting or the renderer, so old variants are never served."""
         described = f"{RENDERER_VERSION}:{self!r}".encode()
@@ -96,7 +97,7 @@ class VariantRecipe:
         return f"{self.width or 'full'}-{self.mode}-{encoders.fingerprint}"
 
 
-def auto_mode(accepted: set[str]) -> str:
+def auto_mode(accepted: Set[str]) -> str:
     """The mode of `format=auto` for a client that accepts these of {"avif", "webp"}."""
     return "-".join(["auto", *sorted(accepted & {"avif", "webp"})])
 

@@ -85,6 +85,10 @@ class VariantService:
         if not flight.cancelled():
             flight.exception()  # retrieved here too, in case every waiter has gone
 
+    def remembered(self, checksum: str, recipe: VariantRecipe) -> ReadyVariant | None:
+        """The ready variant if this process knows it already (no I/O: the near-cache middleware asks)."""
+        return self._memo.get((checksum, recipe.name(self.encoders)))
+
     def forget(self, checksum: str, name: str) -> None:
         """Drop a remembered variant whose object turned out to be missing (its content was deleted)."""
         self._memo.pop((checksum, name), None)

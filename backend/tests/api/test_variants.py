@@ -29,6 +29,7 @@ from app.services.storage import StorageBackend
 from app.services.variants import VariantService
 from tests.api.apps import running_app, without_workers
 from tests.api.helpers import bucket_keys
+from tests.api.near_copies import comparable, count_routed, warm_near_copy
 from tests.api.waiting import wait_for_thumbnail, wait_until
 from tests.conftest import corpus_bytes, migrate
 from tests.factories import make_jpeg, token_of, upload_ok
@@ -652,3 +653,34 @@ async def test_pregenerated_variants_reach_s3_without_any_request(settings: Sett
 
         keys = await wait_until(stored, what="the pregenerated variant in the bucket")
     assert [key.rsplit(".", 1)[1] for key in keys] == ["avif"]
+
+
+async def test_a_warm_variant_answered_before_routing_is_the_routes_answer(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A variant this process served and holds in memory skips routing, as a direct link does (ADR 0011)."""
+    async with running_app(settings) as (app, client):
+        created = await upload_ok(client, make_jpeg(900, 600, (40, 90, 160)))
+        await wait_for_thumbnail(client, created["id"])
+        chromium = {"Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8"}
+        url = f"{created['url']}?w=300&format=auto"
+        await warm_near_copy(app, client, url, created["id"])
+        routed = await client.get(url, headers=chromium)  # the route serves it and keeps the bytes
+        assert routed.status_code == 200
+        reached_router = count_routed(app, monkeypatch)
+
+        early = await client.get(url, headers=chromium)
+        assert reached_router.paths == []
+        assert comparable(early) == comparable(routed)
+        assert (early.headers["content-type"], early.headers["vary"]) == ("image/avif", "Accept")
+        # Another client's Accept names another variant: not remembered yet, so the route renders it.
+        safari_15 = await client.get(url, headers={"Accept": "image/webp,*/*"})
+        assert (safari_15.status_code, safari_15.headers["content-type"]) == (200, "image/webp")
+        assert len(reached_router.paths) == 1
+        # Refused queries, ranges and validators are always the route's.
+        assert (await client.get(f"{created['url']}?w=301")).status_code == 400
+        ranged = await client.get(url, headers={**chromium, "Range": "bytes=0-9"})
+        assert (ranged.status_code, ranged.content) == (206, routed.content[:10])
+        revalidated = await client.get(url, headers={**chromium, "If-None-Match": routed.headers["etag"]})
+        assert revalidated.status_code == 304
+        assert len(reached_router.paths) == 4
