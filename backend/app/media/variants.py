@@ -5,7 +5,7 @@ read; what comes out (format, size, animation) follows from the picture itself, 
 
 - `jpeg`, `png`, `webp`, `avif`: that format. Animations stay animated in WebP; the others take frame 0.
 - `source` (no `format` asked for): the original's own format when browsers show it, else its family
-  (a still GIF too: GIF is written only for animations).
+  (a still GIF too: GIF is written only for animations); an animated APNG or AVIF becomes animated WebP.
 - `auto` with the formats the client accepts: an animation becomes animated WebP (or GIF); a still
   becomes AVIF, then WebP, then its family; a still with transparency prefers WebP to AVIF.
 - The family: GIF for an animation, PNG for transparency and for PNG or GIF originals, else JPEG.
@@ -153,6 +153,9 @@ def _target_type(mode: str, source_type: str | None, *, animated: bool, alpha: b
     if mode in TARGET_TYPES:
         return TARGET_TYPES[mode]
     if mode == "source":
+        if animated and source_type in (PNG, AVIF):
+            # Animations are written as WebP or GIF only; every browser that plays APNG or AVIF plays WebP.
+            return WEBP
         # A still GIF becomes PNG: resampled, its colours no longer fit a palette (and nothing encodes a still GIF).
         if source_type in _KEPT_SOURCE_TYPES and (animated or source_type != GIF):
             return source_type

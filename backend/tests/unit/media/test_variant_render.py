@@ -58,6 +58,8 @@ def expected_type(case: dict[str, Any], mode: str) -> str:
     family = "gif" if animated else "png" if alpha or stored in ("png", "gif") else "jpeg"
     if mode in ("jpeg", "png", "webp", "avif"):
         chosen = mode
+    elif mode == "source" and animated and stored in ("png", "avif"):
+        chosen = "webp"  # animations are written as WebP or GIF only
     elif mode == "source":
         shown = stored in ("jpeg", "png", "webp", "avif") or (stored == "gif" and animated)
         chosen = stored if shown else family
@@ -263,6 +265,15 @@ def test_the_animation_budget_counts_every_frame_of_the_variant() -> None:
     # A smaller width fits where the full size does not; a still is never counted.
     assert render(stored, 150, "webp", budget=5 * 150 * 112).width == 150
     assert render(stored, None, "jpeg", budget=1).width == 192
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "AVIF"])
+def test_an_animated_apng_or_avif_without_a_format_stays_animated_as_webp(image_format: str) -> None:
+    frames = [Image.new("RGB", (64, 48), colour) for colour in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    source = encode(frames[0], image_format, save_all=True, append_images=frames[1:], duration=[100, 200, 300])
+    result = render(source, None, "source")
+    picture = opened(result)
+    assert (result.content_type, picture.n_frames) == ("image/webp", 3)
 
 
 def test_a_still_gif_without_a_format_becomes_a_png() -> None:
