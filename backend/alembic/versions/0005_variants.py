@@ -1,7 +1,7 @@
 """Variants of each content, and a ThumbHash placeholder per image.
 
-Existing images get their placeholder when their thumbnail is next made; until then it is null, and
-clients show no placeholder. Variants are made on request (ADR 0015).
+Existing images keep a null placeholder (clients show none; a backfill is in TODO.md), and new uploads
+of their content take it over from them as they take over the thumbnail. Variants are made on request (ADR 0015).
 
 Revision ID: 0005
 Revises: 0004

@@ -113,7 +113,10 @@ def shown_as_variants(image: ImageRead) -> bool:
 def variant_url(image: ImageRead, width: int | None = None) -> str:
     """The image `width` px wide (None: full size), in the best format this browser accepts."""
     if width is None or width >= image.width:
-        return f"{image.url}?format=auto"
+        # At full size a browser reads the original itself (stripped of metadata already): a converted
+        # copy would save bytes, but its first view would wait seconds for a large AVIF. Only HEIC and
+        # HEIF come converted at full size.
+        return image.url if image.content_type in BROWSER_NATIVE else f"{image.url}?format=auto"
     return f"{image.url}?w={width}&format=auto"
 
 

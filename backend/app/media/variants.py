@@ -244,6 +244,8 @@ def _encode_animation(
             # GIF stores hundredths of a second in 16 bits.
             durations.append(min(max(int(frame.info.get("duration", 100)), 0), _MAX_FRAME_MILLISECONDS))
             picture = frame.convert("RGBA")
+            # The source's info (its loop count among it) would be taken for encoder options.
+            picture.info = {}
             if picture.size != size:
                 picture = picture.resize(size, _RESAMPLE, reducing_gap=_REDUCING_GAP)
             method = ORIENTATION_TRANSPOSE.get(orientation)

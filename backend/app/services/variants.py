@@ -10,10 +10,13 @@ the encoder settings, so every image with that content, in every process, asks f
   poll the row until it is ready, and take the claim over only if its lease has run out (a renderer
   that died). Nobody renders a variant whose claim is alive.
 
-Renders are bounded per process: `VARIANT_RENDER_CONCURRENCY` at once in worker threads (a thread that
-outlives its time limit keeps its slot: `render_slots`), `VARIANT_RENDER_QUEUE` waiting, and past that
-503 with Retry-After. Deleting the last image of a content removes its variants (`collect_garbage`);
-a ready row whose object is missing (storage restored without `variants/`) is dropped and made again.
+Renders are bounded per process: `VARIANT_RENDER_CONCURRENCY` at once in worker threads (each holds
+its slot until it ends: `render_slots`), `VARIANT_RENDER_QUEUE` waiting, and past that 503 with
+Retry-After. A request waits at most `VARIANT_RENDER_TIMEOUT_SECONDS` (then 503 with Retry-After);
+the render goes on without it and is stored for the next request, never started over.
+
+Deleting the last image of a content removes its variants (`collect_garbage`); a ready row whose object
+is missing (storage restored without `variants/`) is dropped and made again.
 """
 
 from __future__ import annotations
@@ -48,10 +51,14 @@ from app.utils.worker_threads import run_blocking
 
 logger = logging.getLogger(__name__)
 
-# Ready variants remembered per process (they never change under their name): about 200 bytes each.
+# Ready variants remembered per process: about 200 bytes each. A variant never changes under its name,
+# but its object goes with its content's last image (in any process), and the content may come back:
+# remembered for a minute, as hot files are, so a stale entry cannot outlive that for long.
 MEMO_SIZE = 8192
-# How often a request polls the row of a variant another process is rendering.
-POLL_SECONDS = 0.05
+MEMO_TTL_SECONDS = 60.0
+# How often the row of a variant another process is rendering is read: soon, then less and less often.
+FIRST_POLL_SECONDS = 0.05
+MAX_POLL_SECONDS = 0.5
 
 
 class VariantService:
@@ -64,11 +71,13 @@ class VariantService:
         self._storage = storage
         self._settings = settings
         self.encoders = encoders_of(settings)
-        self._memo: OrderedDict[tuple[str, str], ReadyVariant] = OrderedDict()
+        self._memo: OrderedDict[tuple[str, str], tuple[float, ReadyVariant]] = OrderedDict()
         self._flights: dict[tuple[str, str], asyncio.Future[ReadyVariant]] = {}
         self._gate = anyio.Semaphore(settings.variant_render_concurrency, fast_acquire=True)
         self._slots = threading.BoundedSemaphore(settings.variant_render_concurrency)
         self._waiting = 0
+        # A claim covers the wait for a slot (up to the time limit) and a render; it is renewed when the
+        # render starts. A renderer that dies leaves it to run out.
         self._lease = timedelta(seconds=settings.variant_render_timeout_seconds * 2 + 10)
         # Renders done by this process (tests and benchmarks count them; nothing else reads it).
         self.renders = 0
@@ -87,7 +96,17 @@ class VariantService:
 
     def remembered(self, checksum: str, recipe: VariantRecipe) -> ReadyVariant | None:
         """The ready variant if this process knows it already (no I/O: the near-cache middleware asks)."""
-        return self._memo.get((checksum, recipe.name(self.encoders)))
+        return self._recall((checksum, recipe.name(self.encoders)))
+
+    def _recall(self, memo_key: tuple[str, str]) -> ReadyVariant | None:
+        entry = self._memo.get(memo_key)
+        if entry is None:
+            return None
+        if entry[0] <= time.monotonic():
+            del self._memo[memo_key]
+            return None
+        self._memo.move_to_end(memo_key)
+        return entry[1]
 
     def forget(self, checksum: str, name: str) -> None:
         """Drop a remembered variant whose object turned out to be missing (its content was deleted)."""
@@ -107,25 +126,37 @@ class VariantService:
 
     async def _ready(self, checksum: str, name: str, recipe: VariantRecipe, source_key: str) -> ReadyVariant:
         memo_key = (checksum, name)
-        ready = self._memo.get(memo_key)
+        ready = self._recall(memo_key)
         if ready is not None:
-            self._memo.move_to_end(memo_key)
             return ready
         flight = self._flights.get(memo_key)
         if flight is None:
             flight = asyncio.ensure_future(self._obtain(checksum, name, recipe, source_key))
             self._flights[memo_key] = flight
             flight.add_done_callback(partial(self._landed, memo_key))
-        # Shielded: a client that goes away must not cancel the render the others wait for.
-        ready = await asyncio.shield(flight)
-        self._memo[memo_key] = ready
+        # A request waits at most the time limit; the flight goes on without it, so a slow render is
+        # finished and stored once, not started again by every retry. Shielded for the same reason: a
+        # client that goes away must not cancel the render the others wait for.
+        try:
+            with anyio.fail_after(self._settings.variant_render_timeout_seconds):
+                ready = await asyncio.shield(flight)
+        except TimeoutError:
+            raise ServiceUnavailable(
+                "This variant is still being made; try again in a moment.", headers={"Retry-After": "5"}
+            ) from None
+        self._memo[memo_key] = (time.monotonic() + MEMO_TTL_SECONDS, ready)
         if len(self._memo) > MEMO_SIZE:
             self._memo.popitem(last=False)
         return ready
 
     async def _obtain(self, checksum: str, name: str, recipe: VariantRecipe, source_key: str) -> ReadyVariant:
-        """Read the row, claim it, render, or wait for the process that renders it; bounded in time."""
-        deadline = time.monotonic() + self._settings.variant_render_timeout_seconds + 5
+        """Read the row, claim it, render, or wait for the process that renders it.
+
+        Waiting for another process is bounded by a lease: once it runs out, that renderer is taken to
+        be dead and the variant is claimed here.
+        """
+        deadline = time.monotonic() + self._lease.total_seconds()
+        poll = FIRST_POLL_SECONDS
         checked = False
         while True:
             outcome, row, token = await self._claim(checksum, name)
@@ -143,12 +174,16 @@ class VariantService:
                 raise ImageNotFound()
             if outcome == "claimed":
                 assert token is not None
-                return await self._render(checksum, name, recipe, source_key, token)
+                made = await self._render(checksum, name, recipe, source_key, token)
+                if made is not None:
+                    return made
+                continue  # another process took the claim over meanwhile: its row tells the rest
             if time.monotonic() >= deadline:
                 raise ServiceUnavailable(
-                    "This variant is being made; try again in a moment.", headers={"Retry-After": "1"}
+                    "This variant is being made; try again in a moment.", headers={"Retry-After": "5"}
                 )
-            await anyio.sleep(POLL_SECONDS)
+            await anyio.sleep(poll)
+            poll = min(poll * 2, MAX_POLL_SECONDS)
 
     async def _object_present(self, key: str) -> bool:
         # Checked once per variant and process (it is remembered afterwards): a cheap HEAD, or stat.
@@ -216,10 +251,14 @@ class VariantService:
 
     async def _render(
         self, checksum: str, name: str, recipe: VariantRecipe, source_key: str, token: str
-    ) -> ReadyVariant:
-        """Render under our claim, store, and mark the row ready; on any failure the claim is released."""
+    ) -> ReadyVariant | None:
+        """Render under our claim, store, and mark the row ready; on any failure the claim is released.
+
+        None if the claim was lost meanwhile: the content went (the next read says `gone`), or our lease
+        ran out and another process took over (the next read says `busy` or `ready`).
+        """
         try:
-            rendered = await self._render_bounded(checksum, name, recipe, source_key)
+            rendered = await self._render_bounded(checksum, name, recipe, source_key, token)
         except VariantError as error:
             reason = str(error)[:255]
             logger.info("variant %s of %s cannot be made: %s", name, checksum, reason)
@@ -253,11 +292,11 @@ class VariantService:
             # The content's last image went while we rendered (its variants went with it), or our lease
             # ran out and another process took over: the object is ours to remove unless a row names it.
             await collect_variant_object(self._sessionmaker, self._storage, checksum, name, key)
-            raise ImageNotFound()
+            return None
         return ReadyVariant(key, len(rendered.data), rendered.checksum, rendered.content_type, now)
 
     async def _render_bounded(
-        self, checksum: str, name: str, recipe: VariantRecipe, source_key: str
+        self, checksum: str, name: str, recipe: VariantRecipe, source_key: str, token: str
     ) -> RenderedVariant:
         if self._gate.value == 0 and self._waiting >= self._settings.variant_render_queue:
             raise ServiceUnavailable(
@@ -277,6 +316,8 @@ class VariantService:
                 raise ServiceUnavailable("Renders are running late; try again shortly.", headers={"Retry-After": "2"})
             ticket = RenderTicket(self._slots)
             try:
+                renewed = {"source": checksum, "variant": name, "token": token, "until": utc_now() + self._lease}
+                await execute_alone(self._sessionmaker, _RENEW, renewed)
                 try:
                     source = await self._storage.read_all(source_key)
                 except StoredObjectMissing:
@@ -286,13 +327,9 @@ class VariantService:
                 key_of = partial(variant_key, checksum, name)
                 work = partial(_render_and_store, source, recipe, self, key_of, ticket)
                 started = time.perf_counter()
-                try:
-                    with anyio.fail_after(self._settings.variant_render_timeout_seconds):
-                        rendered = await run_blocking(partial(ticket.run, work), abandon_on_cancel=True)
-                except TimeoutError:
-                    raise ServiceUnavailable(
-                        "Rendering this variant took too long; try again later.", headers={"Retry-After": "5"}
-                    ) from None
+                # No time limit here: the requests have theirs (`_ready`), and a render is bounded by the
+                # upload limits. Finished late, it is still stored and served to the next request.
+                rendered = await run_blocking(partial(ticket.run, work), abandon_on_cancel=True)
                 self.renders += 1
                 logger.info(
                     "rendered variant %s of %s (%s, %d bytes) in %.0f ms",
@@ -375,4 +412,5 @@ _MINE = (
 )
 # Settles our claim (values added per outcome); no row once the content went or another process took over.
 _SETTLE = update(Variant).where(*_MINE)
+_RENEW = update(Variant).where(*_MINE).values(lease_until=bindparam("until"))
 _RELEASE = delete(Variant).where(*_MINE)

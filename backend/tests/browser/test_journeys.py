@@ -83,8 +83,9 @@ async def test_register_upload_view_copy_link_and_delete(page: Page, live_server
     await expect(image).to_be_visible()
     await page.wait_for_function("document.getElementById('main-image').complete")
     assert await image.evaluate("img => img.naturalWidth") > 0
-    # 840 px is drawn (70% of the height): the whole 1200 px picture, converted, is the smallest that covers it.
-    shown = f"{live_server.base_url}/api/v1/images/{image_id}/file?format=auto"
+    # 840 px is drawn (70% of the height): the whole 1200 px picture is the smallest that covers it, and
+    # at full size a JPEG is sent as it is stored.
+    shown = f"{live_server.base_url}/api/v1/images/{image_id}/file"
     assert await image.evaluate("img => img.currentSrc") == shown
     await expect(page.locator(".facts")).to_contain_text("1200 \N{MULTIPLICATION SIGN} 900 px")
     await expect(page.locator(".facts")).to_contain_text("image/jpeg")

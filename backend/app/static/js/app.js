@@ -169,12 +169,25 @@
     });
   }
 
+  // A variant that cannot be had (the server is busy rendering, or refuses an animation too long
+  // to convert) gives way to the original where the browser reads that itself: once, then its alt text.
+  function fallBackToOriginal(image) {
+    var original = image.getAttribute("data-original");
+    if (!original || image.getAttribute("src") === original) { return false; }
+    image.removeAttribute("srcset");
+    image.src = original;
+    return true;
+  }
+
   function setupPlaceholders() {
     // load and error do not bubble, but they pass the document on the way down: one listener
     // covers every picture, including those HTMX swaps in later.
     ["load", "error"].forEach(function (name) {
       document.addEventListener(name, function (event) {
-        if (event.target.classList && event.target.classList.contains("picture-image")) { hidePlaceholder(event.target); }
+        var image = event.target;
+        if (!(image.classList && image.classList.contains("picture-image"))) { return; }
+        if (name === "error" && fallBackToOriginal(image)) { return; }
+        hidePlaceholder(image);
       }, true);
     });
   }
