@@ -39,7 +39,6 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("source_checksum", "name", name="pk_variants"),
     )
-    op.create_index("ix_variants_storage_key", "variants", ["storage_key"], unique=False)
     with op.batch_alter_table("images") as batch:
         batch.add_column(sa.Column("placeholder", sa.String(64), nullable=True))
         batch.create_index("ix_images_checksum", ["checksum"], unique=False)
@@ -51,5 +50,4 @@ def downgrade() -> None:
     with op.batch_alter_table("images") as batch:
         batch.drop_index("ix_images_checksum")
         batch.drop_column("placeholder")
-    op.drop_index("ix_variants_storage_key", table_name="variants")
     op.drop_table("variants")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy import BigInteger, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.models.base import Base, UTCDateTime, utc_now
@@ -22,7 +22,7 @@ class Variant(Base):
     that content shares it, and it goes when the last of them does."""
 
     __tablename__ = "variants"
-    __table_args__ = (Index("ix_variants_storage_key", "storage_key"),)
+    # No index but the key: every lookup names (content, name), and a content's rows go together.
 
     source_checksum: Mapped[str] = mapped_column(String(64), primary_key=True)
     # `<width|full>-<mode>-<encoder fingerprint>` (`VariantRecipe.name`).

@@ -312,3 +312,28 @@ async def test_tiles_that_load_more_brings_show_their_placeholders_until_they_ar
         arrived.set()
         await loaded(tab.page.locator(f'#gallery a[href="/image/{oldest}"] .picture-image'))
         await expect(sketch).to_be_hidden()
+
+
+async def test_a_variant_that_cannot_be_had_gives_way_to_the_original(tab: Tab, uploaded: Uploaded) -> None:
+    """A busy server (503) or a refused animation (422): where the browser reads the original, it shows that."""
+
+    async def busy(route: Route) -> None:
+        await route.fulfill(status=503, headers={"Retry-After": "2"}, body="busy")
+
+    await tab.page.route(VARIANT_REQUEST, busy)
+    image = uploaded.images["landscape.jpg"]
+    await tab.page.goto(f"/image/{image['id']}")
+    main = tab.page.locator("#main-image")
+    await tab.page.wait_for_function("() => document.getElementById('main-image').currentSrc.indexOf('?') < 0")
+    shown = await loaded(main)
+    assert urlsplit(shown["currentSrc"]).path == image["url"]
+    assert urlsplit(shown["currentSrc"]).query == ""
+    assert shown["naturalWidth"] > 0
+    await expect(tab.page.locator(".picture-placeholder")).to_be_hidden()
+
+    # HEIC has no original a browser reads: its alt text shows, and not a sketch of something absent.
+    heic = uploaded.images["IMG_0042.HEIC"]
+    await tab.page.goto(f"/image/{heic['id']}")
+    await tab.page.wait_for_function("() => document.getElementById('main-image').complete")
+    assert await tab.page.locator("#main-image").evaluate("img => img.naturalWidth") == 0
+    await expect(tab.page.locator(".picture-placeholder")).to_be_hidden()

@@ -165,7 +165,10 @@
   // `complete` is true once a picture has arrived or failed (a lazy one not yet asked for is not).
   function hideSettledPlaceholders(root) {
     root.querySelectorAll(".picture-image").forEach(function (image) {
-      if (image.complete) { hidePlaceholder(image); }
+      if (!image.complete) { return; }
+      // Failed before this script could hear of it (complete, yet nothing decoded).
+      if (image.naturalWidth === 0 && fallBackToOriginal(image)) { return; }
+      hidePlaceholder(image);
     });
   }
 
