@@ -180,7 +180,8 @@ def _variant_lines(scenarios: Results) -> list[str]:
         f"{_number(warm['p99_ms'], 'ms')} and {_number(original['p99_ms'], 'ms')}, server CPU per request "
         f"{_number(warm.get('server_cpu_ms_per_request'), 'ms')} and "
         f"{_number(original.get('server_cpu_ms_per_request'), 'ms')}. A plain GET of an original held near is "
-        "answered before routing (NearCacheHitMiddleware); a variant's goes through its route."
+        "answered before routing (NearCacheHitMiddleware), and so is a variant this process has served and "
+        "holds in memory."
     )
     flights = [scenarios["variant_single_flight"], scenarios["variant_single_flight_two_processes"]]
     described = "; ".join(
