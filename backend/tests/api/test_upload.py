@@ -68,9 +68,11 @@ async def test_upload_returns_metadata_and_a_working_direct_link(client: httpx.A
     created = response.json()
     assert set(created) == {
         "id", "filename", "content_type", "file_size", "width", "height", "checksum", "url", "created_at",
-        "delete_token", "thumbnail_status", "thumbnail_ready", "thumbnail_url",
+        "delete_token", "thumbnail_status", "thumbnail_ready", "thumbnail_url", "placeholder", "variant_widths",
     }  # fmt: skip
     assert created["filename"] == "holiday.jpg"
+    # The widths below its own 320 px a `srcset` may name; the sketch comes with the thumbnail.
+    assert (created["variant_widths"], created["placeholder"]) == ([150, 300], None)
     assert created["content_type"] == "image/jpeg"
     assert (created["width"], created["height"]) == (320, 200)
     assert created["checksum"] == hashlib.sha256(body).hexdigest()
