@@ -7,7 +7,6 @@ import asyncio
 import base64
 import hashlib
 import io
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,7 @@ from fast_thumbhash import thumb_hash_to_average_rgba, thumb_hash_to_rgba
 from fastapi import FastAPI
 from minio import Minio
 from PIL import ExifTags, Image, ImageOps
-from sqlalchemy import func, select, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import func, select
 
 from app.config import Settings
 from app.media.variants import REQUESTABLE_FORMATS
@@ -45,19 +43,6 @@ SAFARI_ACCEPT = "image/webp,image/png,image/svg+xml,image/*;q=0.8,video/*;q=0.8,
 INVALID_DETAILS = {"parameters": ["w", "format"], "widths": list(WIDTHS), "formats": list(REQUESTABLE_FORMATS)}
 # Mean difference (0-255) under which two renders show the same picture; turned the wrong way, 40+.
 SAME_PICTURE = 15.0
-
-
-@pytest.fixture(autouse=True)
-async def variant_rows_emptied(postgres_url: str) -> AsyncIterator[None]:
-    """Empty `variants` after each test: the shared fixtures empty only images and users, and a ready row
-    kept from an earlier test would name an object in that test's bucket."""
-    yield
-    engine = create_async_engine(postgres_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text("DELETE FROM variants"))
-    finally:
-        await engine.dispose()
 
 
 def png_of(picture: Image.Image) -> bytes:

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import Settings
@@ -89,7 +89,6 @@ async def processes(shared_settings: Settings, tmp_path: Path) -> AsyncIterator[
             yield started
     finally:
         await _truncate_tables(shared_settings.database_url)
-        await _truncate_variants(shared_settings.database_url)
 
 
 @contextmanager
@@ -177,16 +176,6 @@ async def variant_rows(settings: Settings, checksum: str) -> list[Any]:
         async with engine.connect() as connection:
             query = select(Variant).where(Variant.source_checksum == checksum)
             return list((await connection.execute(query)).all())
-    finally:
-        await engine.dispose()
-
-
-async def _truncate_variants(database_url: str) -> None:
-    # Variants belong to contents, not images: truncating images leaves their rows behind.
-    engine = create_async_engine(database_url)
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text("TRUNCATE variants"))
     finally:
         await engine.dispose()
 
