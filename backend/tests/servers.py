@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -75,3 +76,26 @@ def running_app_server(env: dict[str, str], log_path: Path, *, start_timeout: fl
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def app_servers(
+    settings: Settings, tmp_path: Path, count: int, *, start_timeout: float = 30
+) -> Iterator[list[tuple[str, Path]]]:
+    """`count` `python -m app` servers on `settings`, started side by side (an import of the app alone
+    takes seconds of CPU); each one's base URL and the file its stdout and stderr go to."""
+    logs = [tmp_path / f"api-{number}.log" for number in range(count)]
+    servers = [
+        running_app_server(
+            app_server_env(HOST="127.0.0.1", PORT=str(free_port()), **settings_env(settings)),
+            log,
+            start_timeout=start_timeout,
+        )
+        for log in logs
+    ]
+    # On a failed start the pool is left first (every other start has ended), then what did start stops.
+    with ExitStack() as starting, ThreadPoolExecutor(count) as pool:
+        urls = list(pool.map(starting.enter_context, servers))
+        running = starting.pop_all()
+    with running:
+        yield list(zip(urls, logs, strict=True))

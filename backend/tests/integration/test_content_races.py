@@ -11,8 +11,7 @@ import asyncio
 import hashlib
 import itertools
 import random
-from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from app.models import Image
 from tests.api.helpers import bucket_keys
 from tests.conftest import _truncate_tables
 from tests.factories import UPLOAD_URL, make_jpeg
-from tests.servers import app_server_env, free_port, running_app_server, settings_env
+from tests.servers import app_servers
 
 ROUNDS = 16
 COPIES_PER_ROUND = 6
@@ -36,21 +35,10 @@ COPIES_PER_ROUND = 6
 async def servers(settings: Settings, tmp_path: Path) -> AsyncIterator[list[str]]:
     """Two `python -m app` processes on the test's database, bucket and Redis; the tables emptied after."""
     try:
-        with two_api_processes(settings, tmp_path) as urls:
-            yield urls
+        with app_servers(settings, tmp_path, 2) as started:
+            yield [url for url, _ in started]
     finally:
         await _truncate_tables(settings.database_url)
-
-
-@contextmanager
-def two_api_processes(settings: Settings, tmp_path: Path) -> Iterator[list[str]]:
-    """Two `python -m app` processes on the test's database, bucket and Redis; their base URLs."""
-    with ExitStack() as stack:
-        urls = []
-        for number in range(2):
-            env = app_server_env(HOST="127.0.0.1", PORT=str(free_port()), **settings_env(settings))
-            urls.append(stack.enter_context(running_app_server(env, tmp_path / f"api-{number}.log")))
-        yield urls
 
 
 def with_comment(jpeg: bytes, text: str) -> bytes:

@@ -17,9 +17,7 @@ import hashlib
 import io
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from tests.api.helpers import bucket_keys
 from tests.api.waiting import wait_until
 from tests.conftest import _truncate_tables
 from tests.factories import UPLOAD_URL
-from tests.servers import app_server_env, free_port, running_app_server, settings_env
+from tests.servers import app_servers
 
 REQUESTS = 50
 PROCESSES = 2
@@ -85,30 +83,10 @@ def shared_settings(request: pytest.FixtureRequest, settings: Settings, tmp_path
 async def processes(shared_settings: Settings, tmp_path: Path) -> AsyncIterator[list[ApiProcess]]:
     """Two API processes on the same database, Redis and storage; the tables emptied after."""
     try:
-        with api_processes(shared_settings, tmp_path) as started:
-            yield started
+        with app_servers(shared_settings, tmp_path, PROCESSES, start_timeout=STARTUP_TIMEOUT_SECONDS) as started:
+            yield [ApiProcess(url, log) for url, log in started]
     finally:
         await _truncate_tables(shared_settings.database_url)
-
-
-@contextmanager
-def api_processes(settings: Settings, tmp_path: Path) -> Iterator[list[ApiProcess]]:
-    """PROCESSES servers, started side by side (an import of the app alone takes seconds of CPU)."""
-    logs = [tmp_path / f"api-{number}.log" for number in range(PROCESSES)]
-    servers = [
-        running_app_server(
-            app_server_env(HOST="127.0.0.1", PORT=str(free_port()), **settings_env(settings)),
-            log,
-            start_timeout=STARTUP_TIMEOUT_SECONDS,
-        )
-        for log in logs
-    ]
-    # On a failed start the pool is left first (every other start has ended), then what did start stops.
-    with ExitStack() as starting, ThreadPoolExecutor(PROCESSES) as pool:
-        urls = list(pool.map(starting.enter_context, servers))
-        running = starting.pop_all()
-    with running:
-        yield [ApiProcess(url, log) for url, log in zip(urls, logs, strict=True)]
 
 
 def make_photo(seed: int) -> bytes:
