@@ -5,6 +5,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/backend/.venv
+# Installed packages are compiled once here: with PYTHONDONTWRITEBYTECODE set (as on our machines),
+# every process would otherwise compile them again at each start (about 10 s for a worker or server).
+export UV_COMPILE_BYTECODE := 1
 
 UV_VERSION := 0.13.9
 UV := $(shell command -v uv 2>/dev/null || echo $(CURDIR)/.tools/bin/uv)

@@ -99,12 +99,30 @@ class Settings(BaseSettings):
     thumbnail_concurrency: int = Field(default=6, ge=1, le=32)
     thumbnail_timeout_seconds: float = Field(default=30.0, gt=0)
     thumbnail_max_attempts: int = Field(default=5, ge=1, le=50)
-    # How often each process looks for thumbnails whose job was lost (crash, restart, failure).
-    thumbnail_sweep_interval_seconds: float = Field(default=5.0, gt=0)
-    # First retry delay after a transient failure; doubles per attempt, capped at five minutes.
+    # How often each process that makes thumbnails looks for those whose job was lost (crash,
+    # restart, failure): with the lease below, a lost job is taken again within about both (ADR 0016).
+    thumbnail_sweep_interval_seconds: float = Field(default=2.0, gt=0)
+    # First retry delay after a transient failure; doubles per attempt (with jitter), capped at five minutes.
     thumbnail_retry_base_seconds: float = Field(default=2.0, gt=0)
-    # Off only for a process that must not make thumbnails (another process or a worker does).
-    thumbnail_workers_enabled: bool = True
+    # Whether this API process makes thumbnails itself. Unset: yes with JOB_QUEUE=memory (the only
+    # way they get made), no with JOB_QUEUE=postgres (the workers do, `python -m app.worker`).
+    thumbnail_workers_enabled: bool | None = None
+
+    # The job queue (ADR 0016). `memory`: each API process makes its own uploads' thumbnails (the
+    # embedded default, no server needed). `postgres`: jobs go to pgqueuer's tables in DATABASE_URL's
+    # PostgreSQL, and worker processes (`python -m app.worker`, any number, on any host) run them.
+    job_queue: Literal["memory", "postgres"] = "memory"
+    # A job's claim on its image row, renewed every third of it while the job runs: a worker killed
+    # mid-job leaves a claim that runs out this many seconds after its last renewal.
+    job_lease_seconds: float = Field(default=6.0, ge=1.0, le=600.0)
+    # pgqueuer: a picked job whose worker stopped beating its heartbeat this long is picked again.
+    job_heartbeat_timeout_seconds: float = Field(default=6.0, ge=1.0, le=600.0)
+    # Worker tier: processes (0 = one per core), jobs at once per process (renders among them are
+    # bounded by THUMBNAIL_CONCURRENCY), and how long SIGTERM lets running jobs finish before the
+    # rest are handed back to the queue.
+    worker_processes: int = Field(default=0, ge=0, le=256)
+    worker_jobs_per_process: int = Field(default=4, ge=2, le=256)
+    worker_shutdown_seconds: float = Field(default=20.0, ge=0.0, le=3600.0)
 
     # Variants (ADR 0015): the widths `?w=` may ask for, and `<width|full>:<format>` pairs made in the
     # background after each upload (e.g. `300:webp,600:avif`); every other variant is made on request.
@@ -189,6 +207,19 @@ class Settings(BaseSettings):
         if url.drivername.startswith("postgresql") and not url.database:
             raise ValueError("a PostgreSQL URL must name a database")
         return value
+
+    @model_validator(mode="after")
+    def _postgres_queue_needs_postgres(self) -> Settings:
+        if self.job_queue == "postgres" and not self.database_url.startswith("postgresql"):
+            raise ValueError("JOB_QUEUE=postgres keeps its jobs in DATABASE_URL's database; it needs PostgreSQL")
+        return self
+
+    @property
+    def makes_thumbnails_in_api(self) -> bool:
+        """Whether an API process runs thumbnail jobs itself (THUMBNAIL_WORKERS_ENABLED, or the queue's default)."""
+        if self.thumbnail_workers_enabled is None:
+            return self.job_queue == "memory"
+        return self.thumbnail_workers_enabled
 
     @model_validator(mode="after")
     def _delivery_fits_storage(self) -> Settings:

@@ -23,6 +23,9 @@ from app.api.web_errors import install_web_error_handlers
 from app.api.web_support import STATIC_DIR, VersionedStaticFiles, create_templates
 from app.config import Settings, get_settings
 from app.database import create_engine, create_sessionmaker
+from app.jobs.queue import JobQueue, QueuedThumbnails
+from app.jobs.resources import JobResources
+from app.jobs.worker import Worker
 from app.schemas.errors import document_framework_errors
 from app.services.cache import MetadataCache
 from app.services.concurrency import UploadSlots
@@ -82,6 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
         variants = VariantService(sessionmaker=sessionmaker, storage=storage, settings=settings)
         thumbnails = ThumbnailJobs(sessionmaker=sessionmaker, storage=storage, settings=settings, variants=variants)
         tasks: list[asyncio.Task[None]] = []
+        queue: JobQueue | None = None
+        stop_worker = asyncio.Event()
         try:
             await storage.startup()
             app.state.engine = engine
@@ -94,22 +99,35 @@ def create_app(settings: Settings) -> FastAPI:
             )
             app.state.rate_limiter = RateLimiter(redis, key_prefix=f"{settings.cache_key_prefix}ratelimit")
             app.state.upload_slots = UploadSlots(settings.upload_concurrency_limit, settings.upload_concurrency_timeout)
-            app.state.thumbnails = thumbnails
             app.state.variants = variants
-            if settings.thumbnail_workers_enabled:
-                # A plain task, not a task group around the yield: the lifespan's start and end may
-                # run in different tasks (test runners do this), which a cancel scope forbids.
-                tasks.append(asyncio.create_task(thumbnails.run(), name="thumbnail-jobs"))
+            # Plain tasks, not a task group around the yield: the lifespan's start and end may run in
+            # different tasks (test runners do this), which a cancel scope forbids.
+            if settings.job_queue == "postgres":
+                queue = await JobQueue.open(settings)
+                app.state.job_queue = queue
+                app.state.thumbnails = QueuedThumbnails(queue)
+                if settings.makes_thumbnails_in_api:  # told to: a worker in this process too
+                    resources = JobResources(settings, sessionmaker, storage, thumbnails, variants)
+                    worker = Worker(resources, queue)
+                    tasks.append(asyncio.create_task(worker.run(stop_worker), name="job-worker"))
+            else:
+                app.state.job_queue = None
+                app.state.thumbnails = thumbnails
+                if settings.makes_thumbnails_in_api:
+                    tasks.append(asyncio.create_task(thumbnails.run(), name="thumbnail-jobs"))
             tasks.append(asyncio.create_task(cache.listen_for_invalidations(), name="cache-invalidations"))
             logger.info("chitram started: env=%s storage=%s redis=%s", settings.app_env, storage.name, redis.state())
             yield
         finally:
             cache.stop_listening()
+            stop_worker.set()
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await thumbnails.close()
+            if queue is not None:
+                await queue.close()
             await redis.close()
             await storage.close()
             await engine.dispose()

@@ -20,8 +20,8 @@ from app.services import auth_service, image_service
 from app.services.cache import MetadataCache
 from app.services.concurrency import UploadSlots
 from app.services.storage import StorageBackend
-from app.services.thumbnail_jobs import ThumbnailJobs
 from app.services.tokens import decode_access_token
+from app.services.uploads import ThumbnailQueue
 
 # auto_error=False: anonymous callers are allowed where the handler says so.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
@@ -51,8 +51,8 @@ async def _cache(request: Request) -> MetadataCache:
     return cache
 
 
-async def _thumbnails(request: Request) -> ThumbnailJobs:
-    thumbnails: ThumbnailJobs = request.app.state.thumbnails
+async def _thumbnails(request: Request) -> ThumbnailQueue:
+    thumbnails: ThumbnailQueue = request.app.state.thumbnails
     return thumbnails
 
 
@@ -69,7 +69,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
 StorageDep = Annotated[StorageBackend, Depends(_storage)]
 CacheDep = Annotated[MetadataCache, Depends(_cache)]
-ThumbnailsDep = Annotated[ThumbnailJobs, Depends(_thumbnails)]
+ThumbnailsDep = Annotated[ThumbnailQueue, Depends(_thumbnails)]
 # Taken before the body is read, released as soon as the handler is done with it.
 UploadSlotDep = Annotated[None, Depends(_upload_slot, scope="function")]
 

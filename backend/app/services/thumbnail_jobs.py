@@ -1,20 +1,23 @@
-"""Background thumbnail jobs: bounded, durable across crashes, safe with several processes.
+"""Thumbnail jobs: bounded, durable across crashes, safe with several processes.
 
-The job's state is in the image row (ADR 0008). A job is claimed by a conditional UPDATE that
-sets a lease, so exactly one process works on it; a process that dies leaves a lease that runs
-out. Every process sweeps for pending rows whose lease has run out (at start-up and then every
-few seconds), so a job lost to a crash, a restart or a dropped queue entry is picked up again
-without anyone acting. Uploads enqueue their id after the commit for the fast path.
+The job's state is in the image row (ADR 0008, 0016). A job is claimed by a conditional UPDATE that
+sets a short lease, renewed while the job runs, so exactly one process works on it; a process that
+dies leaves a lease that runs out seconds later. `process` is the job, whoever runs it: this
+module's in-process runner (JOB_QUEUE=memory, uploads enqueue their id after the commit) or a
+pgqueuer worker (JOB_QUEUE=postgres, `app.jobs`). Either way every process that makes thumbnails
+sweeps for pending rows whose lease has run out, so a job lost to a crash, a restart or a dropped
+message is picked up again without anyone acting.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import random
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -54,6 +57,7 @@ JOBS_PER_RENDER_SLOT = 4
 SWEEP_BATCH = 100
 SWEEP_POLL_SECONDS = 0.1  # how often a sweep that found a full batch looks whether the queue has emptied
 MAX_RETRY_DELAY_SECONDS = 300.0
+LEASE_RENEWALS = 3  # per lease: two renewals may fail (a database hiccup) before a live job loses its claim
 
 
 @dataclass(frozen=True)
@@ -97,7 +101,10 @@ class ThumbnailJobs:
         # Render slots are held by the render threads themselves (see RenderTicket), so a thread that
         # outlives its time limit keeps its slot until it really ends: runaway renders stay bounded.
         self._render_slots = threading.BoundedSemaphore(settings.thumbnail_concurrency)
-        self._lease = timedelta(seconds=settings.thumbnail_timeout_seconds * 2 + 30)
+        self._lease = timedelta(seconds=settings.job_lease_seconds)
+        # Rows whose claim this process holds (claimed at upload and queued here, or being worked on):
+        # `keep_leases` renews them, so the lease can be short and a dead process's claims end soon.
+        self._held: set[uuid.UUID] = set()
 
     @property
     def queued(self) -> int:
@@ -131,6 +138,8 @@ class ThumbnailJobs:
         if upload is None:
             return
         self._handoffs[image_id] = upload
+        if upload.claimed:
+            self._held.add(image_id)
         if upload.decoded is not None:
             self._decoded_bytes += upload.decoded.nbytes
             for waiting_id, waiting in self._handoffs.items():
@@ -140,13 +149,36 @@ class ThumbnailJobs:
                     self._decoded_bytes -= waiting.decoded.nbytes
                     self._handoffs[waiting_id] = replace(waiting, decoded=None)
 
+    async def submit(self, image_id: uuid.UUID, upload: NewUpload | None = None) -> None:
+        """`enqueue`, as the upload path calls every job queue (app.services.uploads.ThumbnailQueue)."""
+        self.enqueue(image_id, upload)
+
     async def run(self) -> None:
-        """Consume the queue and sweep for lost jobs until cancelled."""
+        """Consume the queue, renew this process's claims and sweep for lost jobs until cancelled."""
         self._consuming = True
         async with anyio.create_task_group() as group:
             for _ in range(self._settings.thumbnail_concurrency * JOBS_PER_RENDER_SLOT):
                 group.start_soon(self._consume)
+            group.start_soon(self.keep_leases)
             group.start_soon(self._sweep_forever)
+
+    async def keep_leases(self) -> None:
+        """Renew the claims this process holds, a few times per lease, until cancelled."""
+        interval = self._settings.job_lease_seconds / LEASE_RENEWALS
+        while True:
+            await anyio.sleep(interval)
+            held = list(self._held)
+            if not held:
+                continue
+            try:
+                async with background_session(self._sessionmaker) as session:
+                    await session.execute(
+                        update(Image)
+                        .where(Image.id.in_(held), Image.thumbnail_status == ThumbnailStatus.PENDING)
+                        .values(thumbnail_lease_until=utc_now() + self._lease)
+                    )
+            except Exception as error:
+                logger.warning("renewing %d thumbnail claims failed (%s)", len(held), type(error).__name__)
 
     async def _consume(self) -> None:
         async for image_id in self._receive:
@@ -157,10 +189,14 @@ class ThumbnailJobs:
                 logger.exception("thumbnail job for %s failed unexpectedly", image_id)
 
     async def _sweep_forever(self) -> None:
+        await self.sweep(self.sweep_once)
+
+    async def sweep(self, sweep_once: Callable[[], Awaitable[int]]) -> None:
+        """Run `sweep_once` (which finds lost jobs and hands them to a queue) every sweep interval."""
         while True:
             found = 0
             try:
-                found = await self.sweep_once()
+                found = await sweep_once()
             except Exception as error:
                 logger.warning("thumbnail sweep failed (%s); trying again later", type(error).__name__)
             if found < SWEEP_BATCH:
@@ -175,9 +211,16 @@ class ThumbnailJobs:
 
     async def sweep_once(self) -> int:
         """Enqueue pending images that nobody is working on; returns how many."""
+        ids = await self.lost_jobs()
+        for image_id in ids:
+            self.enqueue(image_id)
+        return len(ids)
+
+    async def lost_jobs(self) -> list[uuid.UUID]:
+        """Pending images that nobody holds a claim on, oldest first (at most a sweep's batch)."""
         now = utc_now()
         async with background_session(self._sessionmaker) as session:
-            ids = list(
+            return list(
                 await session.scalars(
                     select(Image.id)
                     .where(Image.thumbnail_status == ThumbnailStatus.PENDING, _lease_free(now))
@@ -185,19 +228,33 @@ class ThumbnailJobs:
                     .limit(SWEEP_BATCH)
                 )
             )
-        for image_id in ids:
-            self.enqueue(image_id)
-        return len(ids)
 
     async def process(self, image_id: uuid.UUID) -> None:
-        """Claim, render, store and record one image's thumbnail (idempotent)."""
+        """Claim, render, store and record one image's thumbnail (idempotent).
+
+        Cancelled (a worker's SIGTERM ran out of time), it gives its claim back at once, so the job
+        is taken again by the next sweep rather than when the lease runs out.
+        """
         upload = self._take_handoff(image_id)
         if upload is not None and upload.claimed:
             claim: tuple[str, int, str] | None = (upload.storage_key, 1, upload.checksum)
         else:
             claim = await self._claim(image_id)
         if claim is None:
+            self._held.discard(image_id)
             return  # done, failed, deleted, or another process holds the lease
+        self._held.add(image_id)
+        try:
+            await self._work(image_id, claim, upload)
+        except anyio.get_cancelled_exc_class():
+            if image_id in self._held:
+                with anyio.CancelScope(shield=True):
+                    await self._postpone(image_id, delay=0.0)
+            raise
+        finally:
+            self._held.discard(image_id)
+
+    async def _work(self, image_id: uuid.UUID, claim: tuple[str, int, str], upload: NewUpload | None) -> None:
         storage_key, attempts, checksum = claim
         decoded = upload.decoded if upload is not None else None
         if decoded is None and await self._share_ready_thumbnail(image_id, storage_key, checksum):
@@ -307,6 +364,7 @@ class ThumbnailJobs:
         return updated > 0
 
     async def _finish_failed(self, image_id: uuid.UUID, reason: str) -> None:
+        self._held.discard(image_id)
         logger.warning("thumbnail for %s failed for good: %s", image_id, reason)
         async with background_session(self._sessionmaker) as session:
             await session.execute(
@@ -318,11 +376,12 @@ class ThumbnailJobs:
             )
 
     async def _retry_later(self, image_id: uuid.UUID, attempts: int, error: Exception) -> None:
+        self._held.discard(image_id)  # so that no renewal overwrites the delay
         reason = f"{type(error).__name__}: {error}"[:200]
         if attempts >= self._settings.thumbnail_max_attempts:
             await self._finish_failed(image_id, f"gave up after {attempts} attempts: {reason}")
             return
-        delay = min(self._settings.thumbnail_retry_base_seconds * 2 ** (attempts - 1), MAX_RETRY_DELAY_SECONDS)
+        delay = retry_delay(self._settings.thumbnail_retry_base_seconds, attempts)
         logger.info("thumbnail for %s failed (attempt %d, %s); retrying in %.0f s", image_id, attempts, reason, delay)
         async with background_session(self._sessionmaker) as session:
             await session.execute(
@@ -331,14 +390,16 @@ class ThumbnailJobs:
                 .values(thumbnail_lease_until=utc_now() + timedelta(seconds=delay), thumbnail_error=reason)
             )
 
-    async def _postpone(self, image_id: uuid.UUID) -> None:
+    async def _postpone(self, image_id: uuid.UUID, delay: float | None = None) -> None:
         """Hand the claim back for a later try without spending one of the image's attempts."""
+        self._held.discard(image_id)
+        wait = self._settings.thumbnail_retry_base_seconds if delay is None else delay
         async with background_session(self._sessionmaker) as session:
             await session.execute(
                 update(Image)
                 .where(Image.id == image_id, Image.thumbnail_status == ThumbnailStatus.PENDING)
                 .values(
-                    thumbnail_lease_until=utc_now() + timedelta(seconds=self._settings.thumbnail_retry_base_seconds),
+                    thumbnail_lease_until=utc_now() + timedelta(seconds=wait),
                     thumbnail_attempts=Image.thumbnail_attempts - 1,
                 )
             )
@@ -347,6 +408,14 @@ class ThumbnailJobs:
         """Close the queue (after `run` has ended): both ends, so neither is left for the garbage collector."""
         await self._send.aclose()
         await self._receive.aclose()
+
+
+def retry_delay(base_seconds: float, attempts: int) -> float:
+    """Seconds before the next try after `attempts` failed ones: doubling from `base_seconds`, capped,
+    with "equal jitter" (a random half of it), so jobs that failed together do not retry together.
+    """
+    delay = min(base_seconds * float(2 ** (attempts - 1)), MAX_RETRY_DELAY_SECONDS)
+    return delay / 2 + random.uniform(0, delay / 2)  # spreading retries, not a secret: any PRNG does
 
 
 def _render_and_store(

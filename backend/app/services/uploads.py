@@ -43,9 +43,11 @@ logger = logging.getLogger(__name__)
 
 
 class ThumbnailQueue(Protocol):
+    """Where an upload's thumbnail job goes: this process's jobs, or the job queue (app.jobs)."""
+
     def lease_for_new_upload(self) -> datetime | None: ...
 
-    def enqueue(self, image_id: uuid.UUID, upload: NewUpload | None = None) -> None: ...
+    async def submit(self, image_id: uuid.UUID, upload: NewUpload | None = None) -> None: ...
 
 
 def upload_limits(settings: Settings) -> Limits:
@@ -121,7 +123,9 @@ async def create_image(
         # Only now: a job must never look for a row that is not there yet.
         claimed = inserted["thumbnail_lease_until"] is not None
         handoff = NewUpload(storage_key=row["storage_key"], checksum=row["checksum"], decoded=decoded, claimed=claimed)
-        thumbnails.enqueue(row["id"], handoff)
+        # Awaited before the 201: once a client has its answer, the job is queued (with JOB_QUEUE=postgres,
+        # durably), so killing this process right after cannot delay the thumbnail past a sweep.
+        await thumbnails.submit(row["id"], handoff)
     return Image(**inserted), delete_token
 
 

@@ -1,0 +1,47 @@
+"""One worker process: builds what jobs need, runs a `Worker` until SIGTERM or SIGINT, cleans up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator
+
+from app.config import Settings
+from app.database import create_engine, create_sessionmaker
+from app.jobs.queue import JobQueue
+from app.jobs.resources import JobResources
+from app.jobs.worker import Worker
+from app.services.storage import build_storage
+from app.services.thumbnail_jobs import ThumbnailJobs
+from app.services.variants import VariantService
+
+
+@contextlib.asynccontextmanager
+async def job_resources(settings: Settings) -> AsyncIterator[JobResources]:
+    """Engine, storage and the job code's services for a process of its own; closed on exit."""
+    engine = create_engine(settings)
+    storage = build_storage(settings)
+    sessionmaker = create_sessionmaker(engine)
+    variants = VariantService(sessionmaker=sessionmaker, storage=storage, settings=settings)
+    thumbnails = ThumbnailJobs(sessionmaker=sessionmaker, storage=storage, settings=settings, variants=variants)
+    try:
+        await storage.startup()
+        yield JobResources(settings, sessionmaker, storage, thumbnails, variants)
+    finally:
+        await thumbnails.close()
+        await storage.close()
+        await engine.dispose()
+
+
+async def run_worker_process(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with job_resources(settings) as resources:
+        queue = await JobQueue.open(settings)
+        try:
+            await Worker(resources, queue).run(stop)
+        finally:
+            await queue.close()
