@@ -15,10 +15,11 @@ RUN := cd backend && $(UV) run --frozen --no-sync
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help setup system-deps run migrate strip-metadata test lint pytest format bench
+.PHONY: help setup system-deps run worker migrate strip-metadata test lint pytest format bench
 
 help:
 	@echo "make run    serve Chitram on $(HOST):$(PORT) (SQLite + local storage unless DATABASE_URL/STORAGE_BACKEND say otherwise)"
+	@echo "make worker the worker tier: one job process per core (needs JOB_QUEUE=postgres and a PostgreSQL DATABASE_URL)"
 	@echo "make test   lint, type check and the whole test suite (needs PostgreSQL on TEST_DATABASE_URL)"
 	@echo "make lint   ruff, formatting, mypy and the house rules only"
 	@echo "make strip-metadata  strip the metadata of originals stored before stripping (resumable)"
@@ -37,6 +38,11 @@ migrate: setup
 
 run: migrate
 	$(RUN) env HOST=$(HOST) PORT=$(PORT) python -m app
+
+# The worker tier (ADR 0016): with JOB_QUEUE=postgres, API processes queue jobs and these processes run
+# them. Run it beside `make run` with the same DATABASE_URL, STORAGE_BACKEND and REDIS_URL.
+worker: migrate
+	$(RUN) python -m app.worker
 
 # Rewrite originals stored before metadata stripping (docs/operations.md); safe to stop and run again.
 strip-metadata: migrate

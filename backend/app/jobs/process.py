@@ -12,6 +12,8 @@ from app.database import create_engine, create_sessionmaker
 from app.jobs.queue import JobQueue
 from app.jobs.resources import JobResources
 from app.jobs.worker import Worker
+from app.services.cache import MetadataCache
+from app.services.redis_client import RedisHandle
 from app.services.storage import build_storage
 from app.services.thumbnail_jobs import ThumbnailJobs
 from app.services.variants import VariantService
@@ -25,11 +27,15 @@ async def job_resources(settings: Settings) -> AsyncIterator[JobResources]:
     sessionmaker = create_sessionmaker(engine)
     variants = VariantService(sessionmaker=sessionmaker, storage=storage, settings=settings)
     thumbnails = ThumbnailJobs(sessionmaker=sessionmaker, storage=storage, settings=settings, variants=variants)
+    # Only to invalidate what jobs change (as the API processes do); a worker serves no metadata itself.
+    redis = RedisHandle(settings.redis_url)
+    cache = MetadataCache(redis, key_prefix=settings.cache_key_prefix, ttl_seconds=settings.cache_ttl_seconds)
     try:
         await storage.startup()
-        yield JobResources(settings, sessionmaker, storage, thumbnails, variants)
+        yield JobResources(settings, sessionmaker, storage, thumbnails, variants, cache if redis.enabled else None)
     finally:
         await thumbnails.close()
+        await redis.close()
         await storage.close()
         await engine.dispose()
 

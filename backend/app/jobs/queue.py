@@ -123,6 +123,6 @@ class QueuedThumbnails:
     async def submit(self, image_id: uuid.UUID, upload: NewUpload | None = None) -> None:
         try:
             await self._queue.enqueue(THUMBNAIL, [str(image_id)], Priority.USER)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        except Exception as error:  # whatever failed, the upload stands
             # The row says pending: a worker's sweep queues the job again (ADR 0016).
             logger.warning("queueing the thumbnail of %s failed (%s); a sweep will", image_id, type(error).__name__)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.services.cache import MetadataCache
 from app.services.storage import StorageBackend
 from app.services.thumbnail_jobs import ThumbnailJobs
 from app.services.variants import VariantService
@@ -19,3 +20,6 @@ class JobResources:
     storage: StorageBackend
     thumbnails: ThumbnailJobs
     variants: VariantService
+    # Told when a job changes what an image's cached metadata says (a regenerated thumbnail's placeholder);
+    # None without Redis, or where the process has no cache of its own.
+    cache: MetadataCache | None = None

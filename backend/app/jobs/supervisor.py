@@ -30,7 +30,9 @@ def worker_count(settings: Settings) -> int:
 
 
 def _worker_main() -> None:
-    """A worker process's body (spawned: a fresh interpreter, settings from the environment)."""
+    """A worker process's body (forked before any event loop exists; settings from the environment)."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_DFL)  # not the supervisor's handlers; the worker installs its own
     settings = load_settings_or_exit()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     asyncio.run(run_worker_process(settings))
@@ -38,7 +40,9 @@ def _worker_main() -> None:
 
 class Supervisor:
     def __init__(self, processes: int) -> None:
-        self._context = multiprocessing.get_context("spawn")
+        # Forked from this process, which has imported everything and started no thread: a worker
+        # (or its replacement after a crash) is ready at once instead of after seconds of imports.
+        self._context = multiprocessing.get_context("fork")
         self._count = processes
         self._stopping = False
 

@@ -42,6 +42,7 @@ from app.models.base import utc_now
 from app.services.content_store import collect_garbage, lock_content
 from app.services.render_slots import RenderTicket
 from app.services.storage import StorageBackend
+from app.services.thumbnail_recipe import thumbnail_recipe
 from app.services.variants import VariantService
 from app.utils.worker_threads import run_blocking
 
@@ -88,6 +89,7 @@ class ThumbnailJobs:
         self._settings = settings
         # Makes VARIANT_PREGENERATE's variants as part of the job, so they are as durable as the thumbnail.
         self._variants = variants if settings.variant_pregenerate else None
+        self._recipe = thumbnail_recipe(settings)  # recorded with each thumbnail (`app.admin regenerate`)
         self._send: MemoryObjectSendStream[uuid.UUID]
         self._receive: MemoryObjectReceiveStream[uuid.UUID]
         self._send, self._receive = anyio.create_memory_object_stream[uuid.UUID](QUEUE_CAPACITY)
@@ -341,6 +343,7 @@ class ThumbnailJobs:
                 "new_size": ready.thumbnail_size,
                 "new_checksum": ready.thumbnail_checksum,
                 "new_placeholder": ready.placeholder,
+                "new_recipe": ready.thumbnail_recipe,
             }
             result = await connection.execute(_FINISH_READY, shared)
             return result.rowcount > 0
@@ -359,6 +362,7 @@ class ThumbnailJobs:
                 "new_size": len(rendered.data),
                 "new_checksum": rendered.checksum,
                 "new_placeholder": rendered.placeholder,
+                "new_recipe": self._recipe,
             },
         )
         return updated > 0
@@ -461,6 +465,7 @@ _FINISH_READY = (
         thumbnail_size=bindparam("new_size"),
         thumbnail_checksum=bindparam("new_checksum"),
         placeholder=bindparam("new_placeholder"),
+        thumbnail_recipe=bindparam("new_recipe"),
         thumbnail_error=None,
         thumbnail_lease_until=None,
     )
@@ -474,6 +479,7 @@ _READY_SIBLING = (
         Image.thumbnail_size,
         Image.thumbnail_checksum,
         Image.placeholder,
+        Image.thumbnail_recipe,
     )
     .where(
         Image.storage_key == bindparam("shared_key"),

@@ -233,35 +233,45 @@ async def test_a_job_whose_lease_ran_out_keeps_what_the_job_that_took_over_decid
         assert await storage.exists(key) is (decided == "ready")
 
 
-async def test_upload_row_is_claimed_for_its_process_and_taken_over_when_the_claim_runs_out(
+async def test_a_claim_is_renewed_while_its_process_lives_and_taken_over_soon_after_it_dies(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A process that makes thumbnails inserts the row already claimed, so its job needs no claim.
 
-    The process then "dies" before the job runs: its job is dropped (a death at that very instant
-    cannot be caused for real). Nobody else takes the job while the claim holds; once it runs out,
-    another process makes the thumbnail.
+    The claim is short and renewed while the job waits or runs: another process sweeping all along
+    leaves it alone. The first process then "dies" with the job unfinished (its job is held, and
+    cancelled with the app, without giving the claim back: a death cannot be timed for real in
+    one test process; tests/integration/test_worker_tier.py kills real processes). Its claim runs out
+    within a lease, and another process makes the thumbnail without anyone acting.
     """
-    async with running_app(settings, empty_tables_on_exit=False) as (first, client):
-        monkeypatch.setattr(first.state.thumbnails, "enqueue", lambda *_args, **_kwargs: None)
+    lease = 1.5
+    short = settings.model_copy(update={"job_lease_seconds": lease})
+    async with running_app(short, empty_tables_on_exit=False) as (first, client):
+        never = anyio.Event()
+
+        async def held(_image_id: uuid.UUID) -> None:
+            await never.wait()
+
+        monkeypatch.setattr(first.state.thumbnails, "process", held)
         created = await upload_ok(client)
         row = await image_row(first, created["id"])
-        assert row.thumbnail_status == "pending"
-        assert row.thumbnail_attempts == 1
+        assert (row.thumbnail_status, row.thumbnail_attempts) == ("pending", 1)
         assert row.thumbnail_lease_until is not None
-        assert row.thumbnail_lease_until > utc_now() + timedelta(seconds=30)
+        assert row.thumbnail_lease_until <= utc_now() + timedelta(seconds=lease)
+        async with running_app(short, empty_tables_on_exit=False) as (other, _client):  # sweeping every 0.2 s
+            await anyio.sleep(lease * 3)
+            row = await image_row(other, created["id"])
+        assert (row.thumbnail_status, row.thumbnail_attempts) == ("pending", 1)  # renewed: nobody took it
+        assert row.thumbnail_lease_until is not None
+        assert row.thumbnail_lease_until > utc_now()
+    died = utc_now()
 
-    async with running_app(settings) as (survivor, client):
-        await anyio.sleep(settings.thumbnail_sweep_interval_seconds * 3)  # several sweeps
-        assert (await image_row(survivor, created["id"])).thumbnail_status == "pending"  # the claim holds
-        async with survivor.state.sessionmaker() as session, session.begin():
-            await session.execute(
-                update(ImageRow)
-                .where(ImageRow.id == uuid.UUID(created["id"]))
-                .values(thumbnail_lease_until=utc_now() - timedelta(seconds=1))  # as if the lease ran out
-            )
-        await wait_for_row(survivor, created["id"], lambda row: row.thumbnail_status == "ready", what="the takeover")
-        assert (await image_row(survivor, created["id"])).thumbnail_attempts == 2
+    async with running_app(short) as (survivor, _client):
+        settled = await wait_for_row(
+            survivor, created["id"], lambda row: row.thumbnail_status == "ready", what="the takeover"
+        )
+        assert utc_now() - died < timedelta(seconds=lease + 5)
+        assert settled.thumbnail_attempts == 2
 
 
 async def test_uploads_are_not_claimed_while_the_thumbnail_queue_is_half_full(
