@@ -129,7 +129,8 @@ async def _truncate_tables(postgres_url: str) -> None:
     engine = create_async_engine(postgres_url)
     try:
         async with engine.begin() as connection:
-            await connection.execute(text("TRUNCATE images, users, variants CASCADE"))
+            tables = "images, users, variants, integrity_findings, maintenance_runs, pgqueuer, pgqueuer_log"
+            await connection.execute(text(f"TRUNCATE {tables} CASCADE"))
     finally:
         await engine.dispose()
 

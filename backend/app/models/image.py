@@ -65,5 +65,8 @@ class Image(Base):
     thumbnail_error: Mapped[str | None] = mapped_column(String(255))
     # ThumbHash of the picture (base64, ~28 characters), computed with the thumbnail (ADR 0015).
     placeholder: Mapped[str | None] = mapped_column(String(64))
+    # What the thumbnail (and the content's pregenerated variants) was made with: THUMBNAIL_SIZE and a
+    # fingerprint of the renderer (`thumbnail_recipe`). `app.admin regenerate` redoes those made otherwise.
+    thumbnail_recipe: Mapped[str | None] = mapped_column(String(64))
     # Claimed by a worker until then (or, after a failure, not to be retried before then).
     thumbnail_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
