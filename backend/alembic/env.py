@@ -34,6 +34,12 @@ def _settings() -> Settings:
 MIGRATION_LOCK_ID = 0x43484954  # "CHIT"
 
 
+def _ours(_object: object, name: str | None, type_: str, _reflected: bool, _compare_to: object) -> bool:
+    """What autogenerate and `alembic check` compare: not pgqueuer's tables, whose schema is pgqueuer's
+    own (installed by revision 0006, converged by `pgq upgrade`, ADR 0016)."""
+    return not (type_ == "table" and name is not None and name.startswith("pgqueuer"))
+
+
 def _configure(connection: Connection) -> None:
     locked = connection.dialect.name == "postgresql"
     if locked:
@@ -49,6 +55,7 @@ def _configure(connection: Connection) -> None:
             # SQLite cannot ALTER most things in place; batch mode rebuilds tables there.
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_object=_ours,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -107,7 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.job_queue = queue
                 app.state.thumbnails = QueuedThumbnails(queue)
                 if settings.makes_thumbnails_in_api:  # told to: a worker in this process too
-                    resources = JobResources(settings, sessionmaker, storage, thumbnails, variants)
+                    resources = JobResources(settings, sessionmaker, storage, thumbnails, variants, cache)
                     worker = Worker(resources, queue)
                     tasks.append(asyncio.create_task(worker.run(stop_worker), name="job-worker"))
             else:

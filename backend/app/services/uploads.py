@@ -241,6 +241,7 @@ _PENDING_THUMBNAIL: dict[str, Any] = {
     "thumbnail_attempts": 0,
     "thumbnail_lease_until": None,
     "placeholder": None,
+    "thumbnail_recipe": None,
 }
 _SHARED_THUMBNAIL_COLUMNS = (
     "thumbnail_status",
@@ -250,6 +251,7 @@ _SHARED_THUMBNAIL_COLUMNS = (
     "thumbnail_checksum",
     "thumbnail_error",
     "placeholder",
+    "thumbnail_recipe",
 )
 
 # The columns an upload writes (the keys of `_new_row`), and its two INSERTs, built once (building a
