@@ -290,3 +290,40 @@ async def test_supervisor_starts_a_killed_worker_process_again(settings: Setting
         image_id = await upload(api, slow_png())
         await wait_ready(api, [image_id], within=30, what="a thumbnail after the replacement")
     assert "exited with -9; starting it again" in (tmp_path / "worker.log").read_text()
+
+
+async def test_a_transient_failure_on_the_worker_tier_is_retried_until_the_thumbnail_is_made(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The original is unreadable for a while (a storage outage, for real: the file is moved away): the
+    worker retries with growing delays, and makes the thumbnail once the storage is back."""
+    images = tmp_path / "images"
+    queued = queued_settings(
+        settings,
+        storage_backend="local",
+        local_storage_path=images,
+        thumbnail_retry_base_seconds=0.2,
+        thumbnail_max_attempts=50,
+    )
+    with app_servers(queued, tmp_path, 1, start_timeout=START_TIMEOUT_SECONDS) as [(api, _log)]:
+        async with database(queued) as engine:
+            image_id = await upload(api, slow_png())
+            [stored] = [path for path in images.rglob("*.png") if "originals" in path.parts]
+            aside = tmp_path / "aside.png"
+            stored.rename(aside)
+            with worker_tier(queued, tmp_path / "worker.log"):
+
+                async def retried() -> bool:
+                    return await attempts_of(engine, image_id) >= 2
+
+                await wait_until(retried, what="a second attempt", within=60)
+                assert await thumbnail_status(api, image_id) == "pending"
+                aside.rename(stored)
+                await wait_ready(api, [image_id], within=30, what="the thumbnail once the storage is back")
+            async with engine.connect() as connection:
+                error = (
+                    await connection.execute(
+                        text("SELECT thumbnail_error FROM images WHERE id = :id"), {"id": uuid.UUID(image_id)}
+                    )
+                ).scalar()
+            assert error is None
