@@ -1,7 +1,7 @@
 """Check that docker-compose.yml, .env.example and the app agree on environment variable names.
 
 A misspelt variable is silently ignored by pydantic-settings and the app runs on its default, so:
-  1. every variable given to the `api` service must be one the image reads: a field of
+  1. every variable given to the `api` and `worker` services must be one the image reads: a field of
      `app.config.Settings` (upper-cased) or a `${NAME}` the image's own start-up reads (backend/Dockerfile,
      backend/scripts/prestart.sh, e.g. WEB_CONCURRENCY);
   2. every `${NAME}` that docker-compose.yml interpolates must be documented in .env.example;
@@ -23,7 +23,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BACKEND_DIR = REPO_ROOT / "backend"
 IMAGE_START_FILES = (BACKEND_DIR / "Dockerfile", BACKEND_DIR / "scripts" / "prestart.sh")
-API_SERVICE = "api"
+APP_SERVICES = ("api", "worker")  # the services that run the app's image
 # `$$` is Compose's escape for a literal `$`; it is matched first so `$$NAME` is not taken for a variable.
 COMPOSE_VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*))")
 SHELL_BRACED_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
@@ -71,14 +71,14 @@ def interpolated_names(compose: dict[str, Any]) -> set[str]:
     return names
 
 
-def api_environment_names(compose: dict[str, Any]) -> tuple[set[str], list[str]]:
+def service_environment_names(compose: dict[str, Any], service: str) -> tuple[set[str], list[str]]:
     problems = []
-    api = (compose.get("services") or {}).get(API_SERVICE)
-    if not isinstance(api, dict):
-        return set(), [f"no `{API_SERVICE}` service"]
-    if "env_file" in api:
-        problems.append(f"`{API_SERVICE}` uses env_file: list its variables under `environment` so they are checked")
-    environment = api.get("environment") or {}
+    definition = (compose.get("services") or {}).get(service)
+    if not isinstance(definition, dict):
+        return set(), [f"no `{service}` service"]
+    if "env_file" in definition:
+        problems.append(f"`{service}` uses env_file: list its variables under `environment` so they are checked")
+    environment = definition.get("environment") or {}
     if isinstance(environment, dict):
         return set(environment), problems
     return {str(item).split("=", 1)[0] for item in environment}, problems
@@ -96,14 +96,17 @@ def env_example_names(path: Path) -> set[str]:
 def check(compose_path: Path, env_example_path: Path) -> list[str]:
     compose = yaml.safe_load(compose_path.read_text()) or {}
     readable = settings_names() | image_start_names()
-    api_names, problems = api_environment_names(compose)
+    problems: list[str] = []
+    for service in APP_SERVICES:
+        names, service_problems = service_environment_names(compose, service)
+        problems += service_problems
+        problems += [
+            f"{compose_path.name}: `{service}` sets {name}, which the image does not read"
+            " (no Settings field, not used by its start-up)"
+            for name in sorted(names - readable)
+        ]
     interpolated = interpolated_names(compose)
     documented = env_example_names(env_example_path)
-    problems += [
-        f"{compose_path.name}: `{API_SERVICE}` sets {name}, which the image does not read"
-        " (no Settings field, not used by its start-up)"
-        for name in sorted(api_names - readable)
-    ]
     problems += [
         f"{compose_path.name} uses ${{{name}}}, which {env_example_path.name} does not document"
         for name in sorted(interpolated - documented)

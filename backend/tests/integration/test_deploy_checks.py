@@ -46,12 +46,12 @@ def test_env_names_check_rejects_a_variable_the_app_does_not_read(tmp_path: Path
     compose = _broken_copy(
         REPO_ROOT / "docker-compose.yml",
         tmp_path / "docker-compose.yml",
-        "      STORAGE_BACKEND: minio",
-        "      STORAGE_BACKENDS: minio",
+        "      WORKER_PROCESSES: ${WORKER_PROCESSES:-0}",
+        "      WORKER_PROCESS: ${WORKER_PROCESSES:-0}",
     )
     result = _check_env_names("--compose", str(compose))
     assert result.returncode == 1
-    assert "STORAGE_BACKENDS, which the image does not read" in result.stderr
+    assert "`worker` sets WORKER_PROCESS, which the image does not read" in result.stderr
 
 
 def test_env_names_check_rejects_a_compose_variable_missing_from_env_example(tmp_path: Path) -> None:
