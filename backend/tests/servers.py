@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -99,3 +100,25 @@ def app_servers(
         running = starting.pop_all()
     with running:
         yield list(zip(urls, logs, strict=True))
+
+
+@contextmanager
+def worker_tier(settings: Settings, log_path: Path, *, processes: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+    """`python -m app.worker` with `processes` worker processes, in a session of its own (so a signal can
+    reach the whole tier); killed at the end if it still runs. Its output is appended to `log_path`."""
+    env = app_server_env(**settings_env(settings), WORKER_PROCESSES=str(processes))
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app.worker"],
+            cwd=BACKEND_DIR,
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

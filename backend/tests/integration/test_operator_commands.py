@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +35,7 @@ from tests.api.apps import run_thumbnail_job, running_app, without_workers
 from tests.api.helpers import bucket_keys
 from tests.api.waiting import image_row, wait_for_thumbnail, wait_until
 from tests.factories import bearer, make_distinct_jpeg, register, upload, upload_ok
-from tests.servers import BACKEND_DIR, app_server_env, settings_env
+from tests.servers import BACKEND_DIR, app_server_env, settings_env, worker_tier
 
 COMMAND = [sys.executable, "-m", "app.admin"]
 COMMAND_TIMEOUT_SECONDS = 120
@@ -246,27 +243,6 @@ async def test_scrub_goes_on_from_where_an_interrupted_run_stopped_and_restart_s
         assert f"missing   {checked_key}" in restarted.stdout
         async with app.state.sessionmaker() as session:
             assert await session.get(MaintenanceRun, "scrub") is None  # a finished walk starts over next time
-
-
-@contextmanager
-def worker_tier(settings: Settings, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m app.worker` with one worker process, in a session of its own; killed at the end."""
-    env = app_server_env(**settings_env(settings), WORKER_PROCESSES="1")
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.worker"],
-            cwd=BACKEND_DIR,
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 async def test_regenerate_on_the_worker_tier_survives_ctrl_c_and_holds_a_failed_job_for_jobs_retry(

@@ -17,11 +17,10 @@ import itertools
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -34,7 +33,7 @@ from app.config import Settings
 from app.jobs.kinds import REGENERATE, Priority
 from app.jobs.queue import JobQueue
 from tests.api.waiting import wait_until
-from tests.servers import BACKEND_DIR, app_server_env, app_servers, free_port, running_app_server, settings_env
+from tests.servers import app_server_env, app_servers, free_port, running_app_server, settings_env, worker_tier
 
 RECOVERY_SECONDS = 15  # the issue's bound, from the kill to a ready thumbnail
 START_TIMEOUT_SECONDS = 120  # an import of the app takes seconds of CPU on a busy 2-core machine
@@ -55,27 +54,6 @@ def slow_png() -> bytes:
 
 def queued_settings(settings: Settings, **overrides: object) -> Settings:
     return settings.model_copy(update={"job_queue": "postgres", **overrides})
-
-
-@contextmanager
-def worker_tier(settings: Settings, log_path: Path, *, processes: int = 1) -> Iterator[subprocess.Popen[bytes]]:
-    """`python -m app.worker` in a session of its own (so a signal can reach the whole tier); stopped at the end."""
-    env = app_server_env(**settings_env(settings), WORKER_PROCESSES=str(processes))
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "app.worker"],
-            cwd=BACKEND_DIR,
-            env=env,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def kill_tier(process: subprocess.Popen[bytes]) -> None:
