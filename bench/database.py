@@ -11,6 +11,8 @@ import os
 import subprocess
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 import asyncpg
@@ -22,6 +24,20 @@ ADMIN_DATABASE_URL = os.environ.get("BENCH_ADMIN_DATABASE_URL", "postgresql://po
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    """One job as pgqueuer's log tells it: when it was queued, and when a worker took it (None: not yet)."""
+
+    job_id: int
+    queued_at: datetime
+    picked_at: datetime | None
+
+    @property
+    def wait_ms(self) -> float | None:
+        """Enqueue to start: how long the job waited for a worker."""
+        return None if self.picked_at is None else (self.picked_at - self.queued_at).total_seconds() * 1000
 
 
 class BenchDatabase:
@@ -50,6 +66,11 @@ class BenchDatabase:
                 "was rolled back (see backend/alembic/env.py)"
             )
 
+    @property
+    def dsn(self) -> str:
+        """The URL as asyncpg takes it (the app's carries SQLAlchemy's driver name)."""
+        return self.url.replace("+asyncpg", "", 1)
+
     def pending_thumbnails(self) -> int:
         count: int = self._query(
             lambda connection: connection.fetchval("SELECT count(*) FROM images WHERE thumbnail_status = 'pending'")
@@ -66,9 +87,32 @@ class BenchDatabase:
         )
         return {"images": int(row["images"]), "contents": int(row["contents"])}
 
+    def queued_jobs(self, entrypoint: str, since: datetime) -> list[QueuedJob]:
+        """The jobs of `entrypoint` queued since `since`, in the order they were queued, from pgqueuer's log.
+
+        pgqueuer logs each transition of a job with the time of its statement: `queued` when an
+        upload's INSERT ran, `picked` when a worker's dequeue claimed it (the first, should a job be
+        picked again after a lost heartbeat).
+        """
+        rows = self._query(
+            lambda connection: connection.fetch(
+                """
+                SELECT queued.job_id, queued.created AS queued_at, min(picked.created) AS picked_at
+                FROM pgqueuer_log AS queued
+                LEFT JOIN pgqueuer_log AS picked ON picked.job_id = queued.job_id AND picked.status = 'picked'
+                WHERE queued.status = 'queued' AND queued.entrypoint = $1 AND queued.created >= $2
+                GROUP BY queued.job_id, queued.created
+                ORDER BY queued.job_id
+                """,
+                entrypoint,
+                since,
+            )
+        )
+        return [QueuedJob(int(row["job_id"]), row["queued_at"], row["picked_at"]) for row in rows]
+
     def _query(self, query: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         async def run() -> T:
-            connection = await asyncpg.connect(self.url.replace("+asyncpg", ""))
+            connection = await asyncpg.connect(self.dsn)
             try:
                 return await query(connection)
             finally:

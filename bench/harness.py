@@ -14,6 +14,9 @@ machine); `--only` runs some of them, and then writes no page, which shows compl
   memory    a fresh server for 5, 50 concurrent 5 MB uploads;
   variants  fresh servers for variants (variant_scenarios.py): cold 600 px WebP and AVIF renders with
             their floor, a warm variant against an original of the same bytes, single flight;
+  workers   the job queue's production layout (worker_scenarios.py), on a database of its own: API
+            processes that queue thumbnail jobs and a worker tier that runs them; unique 200 KB
+            uploads with their floor, the backlog's drain, queue latency, thumbnail latency (+ floor);
   s3        S3 through moto: 2 file through S3, a naive whole-object read, and a 5 MB object for memory.
 """
 
@@ -30,7 +33,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,7 @@ from database import REDIS_URL, BenchDatabase, flush_redis
 from services import BACKEND_DIR, BENCH_DIR, REPO_ROOT, Processes, Service
 from upload_scenarios import UploadBodies, UploadPass
 from variant_scenarios import VariantPass
+from worker_scenarios import WorkerPass
 from wrk import CONNECTIONS, THREADS, WrkRun, run_wrk
 
 sys.path.insert(0, str(BACKEND_DIR))  # the backend is not installed as a package
@@ -67,8 +71,9 @@ PROFILED_SCENARIOS = (
     "upload_heic",
     "variant_warm",
     "original_warm",
+    "workers_upload_200k",
 )
-PASSES = ("reads", "uploads", "memory", "variants", "s3")
+PASSES = ("reads", "uploads", "memory", "variants", "workers", "s3")
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,12 +85,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--smoke",
         action="store_true",
-        help="5 thumbnails and 5 big uploads instead of 20 and 50, 2 cold variants of each format instead of 20",
+        help="5 thumbnails (of each queue) and 5 big uploads instead of 20 and 50, 2 cold variants of each "
+        "format instead of 20",
     )
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy record the server during scenarios 1-3, the uploads and the warm variant",
+        help="py-spy record the server during scenarios 1-3, the uploads (and the worker tier's) and the warm variant",
     )
     parser.add_argument(
         "--only",
@@ -156,6 +162,9 @@ class Run:
         # Pass 3's own: originals are stored once per content, and a row of pass 1 naming the same
         # content would make the S3 server share an object that only local storage holds.
         self.s3_database = BenchDatabase()
+        # The workers pass's own: pgqueuer's tables then hold its jobs only, and no row of another pass
+        # is pending while it times the backlog.
+        self.workers_database = BenchDatabase()
         self.scenarios: dict[str, dict[str, Any]] = {}
         self.profiles: dict[str, dict[str, Any]] = {}
         self.env = clean_env()
@@ -180,7 +189,9 @@ class Run:
             **overrides,
         }
 
-    def start_chitram(self, name: str, *, log_config: Path | None = None, **overrides: str) -> Service:
+    def start_chitram(
+        self, name: str, *, log_config: Path | None = None, workers: int = 1, **overrides: str
+    ) -> Service:
         return self.processes.uvicorn(
             name,
             "app.main:app_factory",
@@ -188,6 +199,7 @@ class Run:
             app_dir=BACKEND_DIR,
             ready_path="/health",
             log_config=log_config,
+            workers=workers,
         )
 
     def wrk(
@@ -196,7 +208,7 @@ class Run:
         server: Service,
         path: str,
         *,
-        rss_pid: int | None = None,
+        measured_pids: Sequence[int] | None = None,
         measured_name: str | None = None,
         duration: int | None = None,
         warmup: int | None = None,
@@ -205,9 +217,10 @@ class Run:
     ) -> dict[str, Any]:
         """Run one wrk scenario and keep its figures (and profile, for the profiled scenarios).
 
-        wrk drives `server`; RSS and CPU are those of process `rss_pid` (nginx's worker, the app behind
-        a proxy, named `measured_name`) if given, else of `server`. A `leg` (numbered from 1) is one of
-        several runs of a scenario: its figures are returned, not kept, and only the first is profiled.
+        wrk drives `server`; RSS and CPU are those of processes `measured_pids` together (nginx's worker,
+        the app behind a proxy, every process of a layout; named `measured_name`) if given, else of
+        `server`. A `leg` (numbered from 1) is one of several runs of a scenario: its figures are
+        returned, not kept, and only the first is profiled.
         """
         profiling = self.args.profile and name in PROFILED_SCENARIOS and name not in self.profiles
         folded = self.args.results_dir / f"{name}.folded" if profiling else None
@@ -223,7 +236,7 @@ class Run:
             ),
             workdir=self.workdir,
             name=name if leg is None else f"{name}-leg{leg}",
-            server_pid=rss_pid or server.pid,
+            server_pids=measured_pids or [server.pid],
             profile_to=folded,
         )
         figures["server"] = measured_name or server.name
@@ -267,6 +280,7 @@ class Run:
             "uploads": self.uploads_pass,
             "memory": self.memory_pass,
             "variants": self.variants_pass,
+            "workers": self.workers_pass,
             "s3": self.s3_pass,
         }
         for name in self.args.only or PASSES:
@@ -314,7 +328,7 @@ class Run:
             self.wrk("metadata_cached", chitram, f"/api/v1/images/{image['id']}")
             self.wrk("starlette_json_ceiling", starlette, "/metadata")
             self.wrk("file_local", chitram, f"/api/v1/images/{image['id']}/file")
-            self.wrk("nginx_sendfile_ceiling", nginx, "/file-500k.jpg", rss_pid=nginx_worker_pid(nginx))
+            self.wrk("nginx_sendfile_ceiling", nginx, "/file-500k.jpg", measured_pids=[nginx_worker_pid(nginx)])
 
             # Production layout: nginx in front, the app checks the id and names the file, nginx sends it.
             accel_app = self.start_chitram(
@@ -328,7 +342,9 @@ class Run:
             )
             file_path = f"/api/v1/images/{image['id']}/file"
             client_scenarios.check_download(httpx.Client(base_url=accel_front.base_url), file_path, file_500k)
-            self.wrk("file_local_accel", accel_front, file_path, rss_pid=accel_app.pid, measured_name=accel_app.name)
+            self.wrk(
+                "file_local_accel", accel_front, file_path, measured_pids=[accel_app.pid], measured_name=accel_app.name
+            )
             self.processes.stop(accel_front)
             self.processes.stop(accel_app)
         for service in (chitram, starlette, nginx):
@@ -372,6 +388,12 @@ class Run:
     def variants_pass(self) -> None:
         """Variants on fresh servers (variant_scenarios.py), from the 4000x3000 JPEG of scenario 4."""
         VariantPass(self, self.thumbnail_source).execute()
+
+    def workers_pass(self) -> None:
+        """The job queue's worker tier (worker_scenarios.py) on a database of its own, fresh and migrated."""
+        flush_redis()
+        self.workers_database.create_and_migrate(self.env)
+        WorkerPass(self, self.workers_database, self.thumbnail_source).execute()
 
     def s3_pass(self) -> None:
         """S3 through moto's server, with a database of its own (one storage per database)."""
@@ -442,7 +464,7 @@ class Run:
 
     def cleanup(self) -> None:
         self.processes.stop_all()
-        for database in (self.database, self.s3_database):
+        for database in (self.database, self.s3_database, self.workers_database):
             try:
                 database.drop()
             except Exception as error:
@@ -464,12 +486,13 @@ def keep_logs(workdir: Path, results_dir: Path) -> None:
 
 
 def time_budget_seconds(args: argparse.Namespace) -> int:
-    """An upper bound for the whole run: 19 wrk runs (one twice as long), 5 floors, set-up, thumbnails, memory.
+    """An upper bound for the whole run: 20 wrk runs (one twice as long), 6 floors, set-up, thumbnails, memory.
 
     The variant pass's cold renders add about three minutes on a busy 2-core machine: 2 x 20 renders of
-    each format, half of them by the floor, AVIF the slowest at up to 1.5 s each.
+    each format, half of them by the floor, AVIF the slowest at up to 1.5 s each. The workers pass adds
+    a database, a layout's start and a backlog's drain (allowed a minute at most).
     """
-    return int(480 + 22 * (args.duration + args.warmup + 20))
+    return int(600 + 24 * (args.duration + args.warmup + 20))
 
 
 def main() -> int:

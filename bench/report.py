@@ -43,6 +43,10 @@ SCENARIOS = (
     "original_warm",
     "variant_single_flight",
     "variant_single_flight_two_processes",
+    "workers_upload_200k",
+    "workers_upload_floor",
+    "workers_thumbnail_latency",
+    "workers_thumbnail_floor",
 )
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -200,6 +204,43 @@ def _variant_lines(scenarios: Results) -> list[str]:
     return lines
 
 
+def _worker_lines(scenarios: Results) -> list[str]:
+    """The worker tier's figures beyond the table: the split of the work, the backlog, queue latency, latency."""
+    uploads, floor = scenarios["workers_upload_200k"], scenarios["workers_upload_floor"]
+    latency, thumbnail_floor = scenarios["workers_thumbnail_latency"], scenarios["workers_thumbnail_floor"]
+    return [
+        f"- Worker tier (15, bench/worker_scenarios.py): {uploads['layout']} (uvicorn --workers "
+        f"{uploads['api_processes']}, `python -m app.worker` with WORKER_PROCESSES={uploads['worker_processes']}), "
+        "JOB_QUEUE=postgres on a database of its own, local storage, no variants pregenerated. Unique 200 KB "
+        f"JPEG uploads, {uploads['connections']} connections: {_number(uploads['req_per_s'])} req/s, p50 "
+        f"{_number(uploads['p50_ms'], 'ms')}, p99 {_number(uploads['p99_ms'], 'ms')}; CPU of all the layout's "
+        f"processes {_number(uploads['server_cpu_ms_per_request'], 'ms')} per upload: "
+        f"{_number(uploads['api_cpu_ms_per_upload'], 'ms')} in the API processes per upload, "
+        f"{_number(uploads['worker_cpu_ms_per_thumbnail'], 'ms')} in the workers per thumbnail made in the "
+        f"window; machine idle {_number(uploads['machine_idle_percent'], '%')}. Its floor, the upload loop of "
+        "scenario 3 in two halves of the duration, right before and right after the uploads: "
+        f"{_number(floor['uploads_per_s'])} uploads/s (halves "
+        f"{', '.join(_number(half) for half in floor.get('halves_uploads_per_s', []))}), "
+        f"{_number(floor['cpu_ms_per_upload'], 'ms')} of CPU each.",
+        f"- Backlog and queue latency (15.1): {uploads['thumbnail_backlog']} thumbnails pending when the load "
+        f"stopped, none {_number(uploads['backlog_drained_seconds'], 's')} later (the rows polled every 10 ms "
+        "from the end of wrk's run; issue 15 sets 2 s, an absolute time). Enqueue to start of the "
+        f"{uploads['queue_jobs']} jobs queued in the window (pgqueuer_log, `picked` minus `queued` per job): "
+        f"p50 {_number(uploads['queue_wait_p50_ms'], 'ms')}, p99 {_number(uploads['queue_wait_p99_ms'], 'ms')}, "
+        f"max {_number(uploads['queue_wait_max_ms'], 'ms')}.",
+        f"- Thumbnail latency with the worker tier (15.2; {latency['samples']} uploads of the 4000x3000 JPEG "
+        f"of scenario 4, one at a time, the row polled in the database every {latency['poll_interval_ms']:g} "
+        f"ms): ready {_number(latency['median_after_queued_ms'], 'ms')} (median) after its job was queued, "
+        f"{_number(latency['median_after_upload_ms'], 'ms')} after the 201 reached the client (max "
+        f"{_number(latency['max_after_upload_ms'], 'ms')}), {_number(latency['median_end_to_end_ms'], 'ms')} "
+        f"after the request started; the upload took {_number(latency['median_upload_ms'], 'ms')}, the job "
+        f"was queued {_number(latency['queued_before_answer_median_ms'], 'ms')} before the 201 arrived and "
+        f"waited {_number(latency['median_queue_wait_ms'], 'ms')} for a worker; failures {latency['failures']}. "
+        f"Floor, run by run in turn: {_number(thumbnail_floor['floor_median_ms'], 'ms')} (fastest "
+        f"{_number(thumbnail_floor['floor_min_ms'], 'ms')}).",
+    ]
+
+
 def markdown(results: Results) -> str:
     meta = results["meta"]
     box = meta["machine"]
@@ -211,8 +252,9 @@ def markdown(results: Results) -> str:
         "",
         "This page is written by `make bench` and is regenerated, not hand-edited: every figure and its",
         "reference come from one run on one machine, side by side, because only those ratios mean anything on",
-        "shared, noisy machines. Targets are those of issue 5 (1-5), issue 13 (13.x, uploads of every format)",
-        "and issue 14 (14.x, variants: cold renders, warm variants, single flight).",
+        "shared, noisy machines. Targets are those of issue 5 (1-5), issue 13 (13.x, uploads of every format),",
+        "issue 14 (14.x, variants: cold renders, warm variants, single flight) and issue 15 (15.x, the job",
+        "queue's worker tier: uploads, the backlog's drain and thumbnail latency with API and worker processes).",
         "",
         f"- Command: `{meta['command']}`",
         f"- Date: {meta['date']}",
@@ -279,6 +321,7 @@ def markdown(results: Results) -> str:
         f"at rest); statuses {memory['statuses']}; all thumbnails ready after "
         f"{_number(memory['seconds_until_thumbnails_ready'], 's')}.",
         *_variant_lines(scenarios),
+        *_worker_lines(scenarios),
         "",
         "## Notes",
         "",
@@ -335,6 +378,22 @@ def markdown(results: Results) -> str:
         "request. 14.2 compares a stored variant with an original of the same bytes, so only the path differs. "
         "14.3 counts renders from the servers' own log lines (one per render), not from storage, where a second "
         "render would overwrite the first under the same key.",
+        "- The workers pass (bench/worker_scenarios.py, issue 15) runs the job queue's production layout on a "
+        "database of its own: uvicorn with 2 worker processes (WEB_CONCURRENCY's default in backend/Dockerfile) "
+        "and `python -m app.worker` with 2 processes (WORKER_PROCESSES's default, one per core), on the same 2 "
+        "cores as wrk, PostgreSQL and Redis. The defaults stand because measuring one worker process against two "
+        "(2026-12-04, alternating runs) found no difference under load: the upload rate, the backlog and the CPU "
+        "per thumbnail matched within the machine's noise, as the kernel shares the cores between the API's "
+        "process group and the tier's (each a session of its own, as containers are a cgroup each), not between "
+        "processes. With the API idle, two drained a backlog at 72 thumbnails/s with 2% of the machine idle, one "
+        "at 64/s with 18% idle (upload floors 153 and 162/s at the time). CPU and RSS count every process of the "
+        "layout "
+        "together (both supervisors too). 15.1's drain is timed from the moment wrk stops (the requests it "
+        "abandons still finish, and their rows count) until no image row is pending; queue latency is pgqueuer's "
+        "own log, `picked` minus `queued` of each job queued in the window. 15.2 is timed from the job's "
+        "`queued` entry, not from the 201: the job is queued once the row is committed, before the answer "
+        "leaves, and a worker may start on it while the answer is on its way, which ready - 201 would leave "
+        "out; both are above.",
         "",
         "Raw figures of the latest run: `bench/results/latest.json` (git-ignored).",
         "",

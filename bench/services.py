@@ -74,7 +74,10 @@ class Processes:
     workdir: Path
     started: list[Service] = field(default_factory=list)
 
-    def spawn(self, name: str, command: Sequence[str], *, env: Mapping[str, str], cwd: Path, port: int) -> Service:
+    def spawn(
+        self, name: str, command: Sequence[str], *, env: Mapping[str, str], cwd: Path, port: int | None
+    ) -> Service:
+        """Start `command` in a process group of its own; `port` is where it listens (None: nowhere)."""
         log = self.workdir / f"{name}.log"
         with log.open("wb") as log_file:
             process = subprocess.Popen(
@@ -88,7 +91,7 @@ class Processes:
             )
         with (self.workdir / "pgids").open("a") as pgids:
             pgids.write(f"{process.pid}\n")
-        service = Service(name, process, f"http://127.0.0.1:{port}", log)
+        service = Service(name, process, "" if port is None else f"http://127.0.0.1:{port}", log)
         self.started.append(service)
         return service
 
@@ -101,11 +104,13 @@ class Processes:
         app_dir: Path,
         ready_path: str,
         log_config: Path | None = None,
+        workers: int = 1,
     ) -> Service:
-        """One uvicorn worker, no reload, the production command line of backend/Dockerfile otherwise.
+        """uvicorn with `workers` processes (default one), no reload, the command line of backend/Dockerfile.
 
         `log_config` (uvicorn's --log-config, JSON) replaces uvicorn's logging set-up, which shows
-        none of the app's own INFO lines.
+        none of the app's own INFO lines. With more than one worker the service's pid is uvicorn's
+        supervising process; `process_tree` lists the workers too.
         """
         port = free_port()
         command = [
@@ -121,7 +126,7 @@ class Processes:
             "--port",
             str(port),
             "--workers",
-            "1",
+            str(workers),
             # As backend/Dockerfile: the app resolves X-Forwarded-For itself; Caddy writes access logs.
             "--no-proxy-headers",
             "--no-access-log",
@@ -131,6 +136,27 @@ class Processes:
             command += ["--log-config", str(log_config)]
         service = self.spawn(name, command, env=env, cwd=app_dir, port=port)
         wait_until(http_ok(service.base_url + ready_path), service.process, name, service.log)
+        if workers > 1:
+            # /health answers as soon as one worker does: wait for all of them to be up.
+            wait_until(
+                lambda: service.log.read_text(errors="replace").count("Application startup complete") >= workers,
+                service.process,
+                name,
+                service.log,
+            )
+        return service
+
+    def job_workers(self, name: str, *, env: Mapping[str, str], processes: int) -> Service:
+        """The worker tier, `python -m app.worker` with WORKER_PROCESSES=`processes`, once every worker is up."""
+        command = [str(VENV_BIN / "python"), "-m", "app.worker"]
+        service = self.spawn(name, command, env={**env, "WORKER_PROCESSES": str(processes)}, cwd=BACKEND_DIR, port=None)
+        wait_until(
+            # app.jobs.worker logs this line once per process, when its QueueManager is about to run.
+            lambda: service.log.read_text(errors="replace").count("worker started:") >= processes,
+            service.process,
+            name,
+            service.log,
+        )
         return service
 
     def nginx(self, name: str, root: Path, *, accel_upstream: int | None = None) -> Service:
@@ -223,6 +249,19 @@ def _find_executable(name: str, fallback: str) -> str:
     return fallback
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and every live process below it (uvicorn's workers, the worker tier's processes)."""
+    tree, unvisited = [], [pid]
+    while unvisited:
+        current = unvisited.pop()
+        tree.append(current)
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                    unvisited += [int(child) for child in (task / "children").read_text().split()]
+    return tree
+
+
 def read_status_kib(pid: int, field_name: str) -> int | None:
     """A `/proc/<pid>/status` memory field (VmRSS, VmHWM) in KiB, or None once the process is gone."""
     try:
@@ -236,23 +275,27 @@ def read_status_kib(pid: int, field_name: str) -> int | None:
 
 @dataclass(frozen=True)
 class CpuReading:
-    """A process's CPU time and the whole machine's busy and idle time, in clock ticks, at one instant."""
+    """Processes' CPU time and the whole machine's busy and idle time, in clock ticks, at one instant."""
 
     process_ticks: int
     machine_ticks: int
     idle_ticks: int
 
     @classmethod
-    def now(cls, pid: int) -> CpuReading:
-        # /proc/<pid>/stat: utime and stime are fields 14 and 15; the name before them may hold spaces.
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    def now(cls, *pids: int) -> CpuReading:
+        """The CPU time of `pids` together (each a process, every thread of it included)."""
+        ticks = 0
+        for pid in pids:
+            # /proc/<pid>/stat: utime and stime are fields 14 and 15; the name before them may hold spaces.
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
         # /proc/stat's first line: user nice system idle iowait irq softirq steal guest guest_nice; the
         # guest times are already inside user and nice, so only the first eight add up to the total.
         machine = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-        return cls(int(fields[11]) + int(fields[12]), sum(machine), machine[3] + machine[4])
+        return cls(ticks, sum(machine), machine[3] + machine[4])
 
     def since(self, earlier: CpuReading, requests: int) -> dict[str, float | None]:
-        """The process's CPU (s), its CPU per request (ms) and the machine's idle share (%) between two readings."""
+        """The processes' CPU (s), their CPU per request (ms) and the machine's idle share (%) between two readings."""
         tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
         machine = self.machine_ticks - earlier.machine_ticks
         return {
@@ -267,23 +310,34 @@ class CpuReading:
 
 
 class RssSampler:
-    """Polls a process's VmRSS in a thread; `peak_mb` is the largest value seen while it ran.
+    """Polls processes' VmRSS in a thread; `peak_mb` is the largest value (their sum) seen while it ran.
 
     VmHWM would be exact, but it holds the process's peak since it started, not the scenario's;
-    polling every 10 ms misses at most a spike shorter than that.
+    polling every 10 ms misses at most a spike shorter than that. Several processes are summed at
+    each poll, so their peak is that of the whole, not the sum of peaks reached at different times.
     """
 
-    def __init__(self, pid: int, interval: float = 0.01) -> None:
-        self.pid = pid
+    def __init__(self, *pids: int, interval: float = 0.01) -> None:
+        self.pids = pids
         self.interval = interval
-        self.start_kib = read_status_kib(pid, "VmRSS") or 0
+        self.start_kib = self._total() or 0
         self.peak_kib = self.start_kib
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _total(self) -> int | None:
+        """The processes' VmRSS together, or None once one of them is gone."""
+        total = 0
+        for pid in self.pids:
+            rss = read_status_kib(pid, "VmRSS")
+            if rss is None:
+                return None
+            total += rss
+        return total
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            rss = read_status_kib(self.pid, "VmRSS")
+            rss = self._total()
             if rss is None:
                 return
             self.peak_kib = max(self.peak_kib, rss)

@@ -1,4 +1,5 @@
-"""The targets of issues 5, 13 and 14 (variants), each a figure of one run against a reference from the same run."""
+"""The targets of issues 5, 13, 14 (variants) and 15 (the worker tier), each a figure of one run against a
+reference from the same run (but 15.1's drain, an absolute time the issue sets)."""
 
 from __future__ import annotations
 
@@ -218,6 +219,33 @@ TARGETS = (
     _single_flight("14.3 50 concurrent first requests for one variant, one process", "variant_single_flight"),
     _single_flight(
         "14.3 50 concurrent first requests for one variant, two processes", "variant_single_flight_two_processes"
+    ),
+    # Issue 15, the job queue's worker tier (worker_scenarios.py): API and worker processes share the cores.
+    Target(
+        "15.1 Unique 200 KB JPEG uploads, API + worker processes, req/s",
+        lambda r: r["workers_upload_200k"]["req_per_s"],
+        "req/s",
+        "≥ 60% of the upload floor",
+        lambda v, c: (_ratio(v, c) or 0) >= 0.6,
+        "same work in plain loops, uploads/s",
+        lambda r: r["workers_upload_floor"]["uploads_per_s"],
+    ),
+    Target(
+        # Absolute, as issue 15 sets it: a time the backlog of a 2-core machine's load must drain in.
+        "15.1 Thumbnail backlog drained after the upload load stops",
+        lambda r: r["workers_upload_200k"]["backlog_drained_seconds"],
+        "s",
+        "≤ 2 s (absolute)",
+        lambda v, c: v <= 2.0,
+    ),
+    Target(
+        "15.2 Thumbnail ready after its job is queued, worker tier, median",
+        lambda r: r["workers_thumbnail_latency"]["median_after_queued_ms"],
+        "ms",
+        "≤ 2x floor",
+        lambda v, c: (_ratio(v, c) or float("inf")) <= 2.0,
+        "Pillow draft + thumbnail, median",
+        lambda r: r["workers_thumbnail_floor"]["floor_median_ms"],
     ),
 )
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,8 +133,14 @@ class WrkRun:
     lua: str = REPORT_LUA
 
 
-def run_wrk(run: WrkRun, *, workdir: Path, name: str, server_pid: int, profile_to: Path | None) -> dict[str, Any]:
-    """Warm up, then measure; returns req/s, p50/p99 (ms), errors and the server's peak RSS."""
+def run_wrk(
+    run: WrkRun, *, workdir: Path, name: str, server_pids: Sequence[int], profile_to: Path | None
+) -> dict[str, Any]:
+    """Warm up, then measure; returns req/s, p50/p99 (ms), errors and the servers' peak RSS.
+
+    CPU and RSS are those of `server_pids` together (one process, or every process of a layout);
+    with `profile_to`, py-spy records each of them into that one folded file.
+    """
     script = workdir / f"{name}.lua"
     script.write_text(run.lua)
     base = ["wrk", f"-t{run.threads}", f"-c{run.connections}", f"--timeout={run.timeout_seconds}s", "-s", str(script)]
@@ -145,42 +153,31 @@ def run_wrk(run: WrkRun, *, workdir: Path, name: str, server_pid: int, profile_t
             check=True,
             timeout=run.warmup + 30,
         )
-    wait_for_quiet(server_pid)
+    wait_for_quiet(*server_pids)
 
-    profiler = None
+    profilers = []
     if profile_to is not None:
-        profiler = subprocess.Popen(
-            [
-                str(VENV_BIN / "py-spy"),
-                "record",
-                "--format",
-                "raw",
-                "--output",
-                str(profile_to),
-                "--pid",
-                str(server_pid),
-                "--duration",
-                str(run.duration),
-                "--rate",
-                "100",
-                # Not pausing the server for each sample keeps its throughput close to an
-                # unprofiled run's; a sample may now and then mix two moments of a stack.
-                "--nonblocking",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=(workdir / f"{name}.py-spy.log").open("wb"),
-        )
-    cpu_before = CpuReading.now(server_pid)
-    with RssSampler(server_pid) as rss:
+        profilers = [
+            (pid, _record(pid, profile_to.with_suffix(f".{pid}.folded"), run.duration, workdir / f"{name}.py-spy.log"))
+            for pid in server_pids
+        ]
+    cpu_before = CpuReading.now(*server_pids)
+    ticks_before = {pid: CpuReading.now(pid).process_ticks for pid in server_pids}
+    with RssSampler(*server_pids) as rss:
         completed = subprocess.run(
             [*base, f"-d{run.duration}s", "--latency", run.url, "--", str(next(_invocations))],
             capture_output=True,
             text=True,
             timeout=run.duration + 60,
         )
-    cpu_after = CpuReading.now(server_pid)
-    if profiler is not None:
-        profiler.wait(timeout=run.duration + 30)
+    ended_at = time.time()
+    cpu_after = CpuReading.now(*server_pids)
+    tick_s = 1 / os.sysconf("SC_CLK_TCK")
+    cpu_by_pid = {
+        str(pid): round((CpuReading.now(pid).process_ticks - ticks) * tick_s, 2) for pid, ticks in ticks_before.items()
+    }
+    if profile_to is not None:
+        _join_recordings(profilers, profile_to, run.duration, several=len(server_pids) > 1)
     (workdir / f"{name}.wrk.txt").write_text(completed.stdout + completed.stderr)
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed for {name}: {completed.stderr.strip()}")
@@ -205,11 +202,72 @@ def run_wrk(run: WrkRun, *, workdir: Path, name: str, server_pid: int, profile_t
             key: int(figures[key])
             for key in ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
         },
+        # When the load stopped (Unix time), for what is timed from then on (a backlog's drain).
+        "ended_at": round(ended_at, 3),
         "rss_start_mb": rss.start_mb,
         "peak_rss_mb": rss.peak_mb,
         # Diagnostics, not targets: where a rate falls short, they say whether the server was busy.
         **cpu_after.since(cpu_before, int(figures["requests"])),
+        **({"server_cpu_s_by_pid": cpu_by_pid} if len(server_pids) > 1 else {}),
     }
+
+
+def _record(pid: int, folded: Path, seconds: int, log: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording process `pid` for `seconds` into `folded` (raw, folded stacks)."""
+    with log.open("ab") as log_file:
+        return subprocess.Popen(
+            [
+                str(VENV_BIN / "py-spy"),
+                "record",
+                "--format",
+                "raw",
+                "--output",
+                str(folded),
+                "--pid",
+                str(pid),
+                "--duration",
+                str(seconds),
+                "--rate",
+                "100",
+                # Not pausing the server for each sample keeps its throughput close to an
+                # unprofiled run's; a sample may now and then mix two moments of a stack.
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+
+
+def _join_recordings(
+    profilers: list[tuple[int, subprocess.Popen[bytes]]], profile_to: Path, seconds: int, *, several: bool
+) -> None:
+    """Wait for the recordings and write them as one folded file; with `several` processes, each
+    stack starts with a frame naming its process, so the flame graph shows which did what."""
+    lines = []
+    for pid, profiler in profilers:
+        profiler.wait(timeout=seconds + 30)
+        folded = profile_to.with_suffix(f".{pid}.folded")
+        if not folded.exists():
+            continue
+        text = folded.read_text(errors="replace")
+        folded.unlink()
+        if several:
+            root = f"process {pid} ({_command_line(pid)})"
+            lines += [f"{root};{line}" for line in text.splitlines() if line]
+        else:
+            lines += text.splitlines()
+    if lines:
+        profile_to.write_text("\n".join(lines) + "\n")
+
+
+def _command_line(pid: int) -> str:
+    try:
+        words = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    # The module or app a Python process runs says more than the interpreter's path.
+    named = [word.decode(errors="replace") for word in words if word and not word.startswith(b"/")]
+    return " ".join(named[:4]).replace(";", ",").replace("(", "").replace(")", "")
 
 
 def combine_legs(legs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -230,6 +288,7 @@ def combine_legs(legs: list[dict[str, Any]]) -> dict[str, Any]:
         "p50_ms": round(sum(leg["p50_ms"] * leg["requests"] for leg in legs) / requests, 2) if requests else 0.0,
         "p99_ms": max(leg["p99_ms"] for leg in legs),
         "max_ms": max(leg["max_ms"] for leg in legs),
+        "ended_at": legs[-1]["ended_at"],
         "mb_per_s": round(sum(leg["mb_per_s"] * leg["duration_s"] for leg in legs) / seconds, 1),
         "errors": sum(leg["errors"] for leg in legs),
         "error_breakdown": {key: sum(leg["error_breakdown"][key] for leg in legs) for key in first["error_breakdown"]},
@@ -246,17 +305,17 @@ def combine_legs(legs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def wait_for_quiet(pid: int, *, window: float = 0.5, limit: float = 60.0) -> float:
-    """Wait until process `pid` used at most one clock tick of CPU in `window` seconds; the seconds waited.
+def wait_for_quiet(*pids: int, window: float = 0.5, limit: float = 60.0) -> float:
+    """Wait until processes `pids` used at most one clock tick of CPU each in `window` seconds; the seconds waited.
 
     Gives up quietly after `limit` seconds: a server that never rests is measured as it is.
     """
     started = time.monotonic()
-    previous = CpuReading.now(pid).process_ticks
+    previous = CpuReading.now(*pids).process_ticks
     while time.monotonic() - started < limit:
         time.sleep(window)
-        current = CpuReading.now(pid).process_ticks
-        if current - previous <= 1:
+        current = CpuReading.now(*pids).process_ticks
+        if current - previous <= len(pids):
             break
         previous = current
     return round(time.monotonic() - started, 2)
