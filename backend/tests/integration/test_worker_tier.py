@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from app.config import Settings
 from app.jobs.kinds import REGENERATE, Priority
 from app.jobs.queue import JobQueue
+from tests.api.helpers import bucket_keys
 from tests.api.waiting import wait_until
 from tests.servers import app_server_env, app_servers, free_port, running_app_server, settings_env, worker_tier
 
@@ -305,3 +306,22 @@ async def test_a_transient_failure_on_the_worker_tier_is_retried_until_the_thumb
                     )
                 ).scalar()
             assert error is None
+
+
+async def test_two_worker_processes_make_each_thumbnail_exactly_once(settings: Settings, tmp_path: Path) -> None:
+    """Two workers take jobs side by side (and both sweep): each thumbnail is claimed once, by one of them,
+    and stored once (one object per image, the one its row names)."""
+    queued = queued_settings(settings)
+    with (
+        worker_tier(queued, tmp_path / "worker.log", processes=2),
+        app_servers(queued, tmp_path, 1, start_timeout=START_TIMEOUT_SECONDS) as [(api, _log)],
+    ):
+        async with database(queued) as engine:
+            images = [await upload(api, slow_png()) for _ in range(8)]
+            await wait_ready(api, images, within=90, what="every thumbnail")
+            assert [await attempts_of(engine, image_id) for image_id in images] == [1] * len(images)
+            async with engine.connect() as connection:
+                keys = (await connection.execute(text("SELECT thumbnail_key FROM images"))).scalars().all()
+    stored = {key for key in bucket_keys(queued) if key.startswith("thumbnails/")}
+    assert stored == set(keys)
+    assert len(stored) == len(images)
