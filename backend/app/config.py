@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     jwt_secret_key: str | None = None
     jwt_expire_minutes: int = Field(default=1440, ge=1, le=60 * 24 * 90)
     allow_anonymous_uploads: bool = True
+    # How far ahead an upload may ask to expire (`expires_in`), and a share link may last (ADR 0017).
+    max_expiry_days: int = Field(default=365, ge=1, le=36500)
+    # Per account, over all its images (as stored, after metadata stripping); unset = unlimited.
+    user_quota_bytes: int | None = Field(default=None, ge=0)
+    user_quota_images: int | None = Field(default=None, ge=0)
+    # How often a process that runs background work removes expired images and deleted accounts' images.
+    expiry_sweep_interval_seconds: float = Field(default=30.0, gt=0)
 
     # Redis: metadata cache and shared rate limits. None (the embedded default) = no Redis at all.
     redis_url: str | None = None

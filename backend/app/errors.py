@@ -13,6 +13,7 @@
     ├── UploadTimeout               408 UPLOAD_TIMEOUT
     ├── FileTooLarge                413 FILE_TOO_LARGE
     ├── ImageNotFound               404 IMAGE_NOT_FOUND
+    ├── ApiKeyNotFound              404 API_KEY_NOT_FOUND
     ├── RangeNotSatisfiable         416 RANGE_NOT_SATISFIABLE
     ├── StorageUnavailable          503 STORAGE_UNAVAILABLE
     ├── ServiceUnavailable          503 SERVICE_UNAVAILABLE (database unreachable, uploads full)
@@ -21,7 +22,10 @@
     │   └── InvalidCredentials      401 INVALID_CREDENTIALS
     ├── Forbidden                   403 FORBIDDEN
     │   ├── DeleteTokenRequired     403 DELETE_TOKEN_REQUIRED
-    │   └── InvalidDeleteToken      403 INVALID_DELETE_TOKEN
+    │   ├── InvalidDeleteToken      403 INVALID_DELETE_TOKEN
+    │   ├── InsufficientScope       403 INSUFFICIENT_SCOPE (a key without the scope, or a key where a login is needed)
+    │   ├── QuotaExceeded           403 QUOTA_EXCEEDED (the account's bytes or images; figures in details)
+    │   └── ShareLinkExpired        403 SHARE_LINK_EXPIRED (a signed link past its expiry)
     ├── EmailExists                 409 EMAIL_EXISTS
     ├── RateLimitExceeded           429 RATE_LIMIT_EXCEEDED (Retry-After)
     └── ThumbnailNotReady           404 THUMBNAIL_NOT_READY
@@ -119,6 +123,12 @@ class ImageNotFound(AppError):
     default_message = "No image with this id."
 
 
+class ApiKeyNotFound(AppError):
+    status_code = 404
+    code = "API_KEY_NOT_FOUND"
+    default_message = "No API key with this id."
+
+
 class RangeNotSatisfiable(AppError):
     status_code = 416
     code = "RANGE_NOT_SATISFIABLE"
@@ -171,6 +181,21 @@ class DeleteTokenRequired(Forbidden):
 class InvalidDeleteToken(Forbidden):
     code = "INVALID_DELETE_TOKEN"
     default_message = "The delete token does not match this image."
+
+
+class InsufficientScope(Forbidden):
+    code = "INSUFFICIENT_SCOPE"
+    default_message = "This credential may not do this."
+
+
+class QuotaExceeded(Forbidden):
+    code = "QUOTA_EXCEEDED"
+    default_message = "This upload would exceed the account's quota."
+
+
+class ShareLinkExpired(Forbidden):
+    code = "SHARE_LINK_EXPIRED"
+    default_message = "This share link has expired; ask the owner for a new one."
 
 
 class EmailExists(AppError):

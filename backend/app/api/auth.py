@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.api.deps import CurrentUserDep, SessionDep, SettingsDep
+from app.api.deps import CurrentPrincipalDep, SessionDep, SettingsDep
 from app.errors import EmailExists, InvalidCredentials, RateLimitExceeded, TokenExpired, Unauthorized, ValidationFailed
 from app.models import User
 from app.schemas.errors import error_responses
@@ -19,7 +19,9 @@ router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 def _auth_response(request: Request, user: User, expire_minutes: int) -> AuthResponse:
-    token, expires_at = create_access_token(user.id, secret=request.app.state.jwt_secret, expire_minutes=expire_minutes)
+    token, expires_at = create_access_token(
+        user.id, version=user.token_version, secret=request.app.state.jwt_secret, expire_minutes=expire_minutes
+    )
     return AuthResponse(user=UserRead.model_validate(user), access_token=token, expires_at=expires_at)
 
 
@@ -54,6 +56,6 @@ async def token(
 
 
 @router.get("/me", response_model=UserRead, responses=error_responses(Unauthorized, TokenExpired))
-async def me(user: CurrentUserDep) -> UserRead:
-    """The account the access token belongs to."""
-    return UserRead.model_validate(user)
+async def me(principal: CurrentPrincipalDep) -> UserRead:
+    """The account the access token (or API key) belongs to."""
+    return UserRead.model_validate(principal.user)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
-from fastapi.security import OAuth2PasswordBearer
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -15,18 +14,22 @@ from app.api.web_support import SAFE_METHODS, check_csrf
 from app.config import Settings
 from app.database import get_session
 from app.errors import Unauthorized
-from app.models import Image, User
-from app.services import auth_service, image_service
+from app.models import Image
+from app.services import credentials, image_service
 from app.services.cache import MetadataCache
 from app.services.concurrency import UploadSlots
+from app.services.credentials import Principal
 from app.services.storage import StorageBackend
-from app.services.tokens import decode_access_token
 from app.services.uploads import ThumbnailQueue
 
 # auto_error=False: anonymous callers are allowed where the handler says so.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
-# Its name in OpenAPI, for routes that read the token themselves (Swagger UI sends it only where declared).
+# API keys (ADR 0017) may come as a Bearer token too; this header is for tools that set headers, not schemes.
+API_KEY_HEADER = "X-API-Key"
+api_key_scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key (`chk_...`).")
+# Their names in OpenAPI, for routes that read credentials themselves (Swagger UI sends them only where declared).
 OAUTH2_SCHEME_NAME = oauth2_scheme.scheme_name
+API_KEY_SCHEME_NAME = api_key_scheme.scheme_name
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs plain `def` dependencies
@@ -82,18 +85,29 @@ def bearer_token(request: Request, header_token: str | None) -> str | None:
     return cookie or None
 
 
-def presented_user_id(request: Request, header_token: str | None) -> uuid.UUID | None:
-    """The user id of the presented access token (header, else cookie), None when there is none.
+def presented_credential(request: Request, header_token: str | None) -> str | None:
+    """The API key (X-API-Key) or access token (Authorization header, else the session cookie) presented.
 
-    A token that is present but bad is an error, never a silent fall-back to anonymous. A token from
-    the browser's cookie on a state-changing request must come with the CSRF token of our pages.
+    A credential from the browser's cookie on a state-changing request must come with the CSRF token
+    of our pages.
     """
+    api_key = request.headers.get(API_KEY_HEADER)
+    if api_key:
+        return api_key
     presented = bearer_token(request, header_token)
+    if presented is not None and header_token is None and request.method not in SAFE_METHODS:
+        check_csrf(request)
+    return presented
+
+
+async def request_principal(request: Request, header_token: str | None) -> Principal | None:
+    """Who presented a credential (None for nobody). A credential that is present but bad is an error,
+    never a silent fall-back to anonymous."""
+    presented = presented_credential(request, header_token)
     if presented is None:
         return None
-    if header_token is None and request.method not in SAFE_METHODS:
-        check_csrf(request)
-    return decode_access_token(presented, secret=request.app.state.jwt_secret)
+    state = request.app.state
+    return await credentials.authenticate(state.sessionmaker, presented, jwt_secret=state.jwt_secret)
 
 
 def authorization_bearer(request: Request) -> str | None:
@@ -102,23 +116,33 @@ def authorization_bearer(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-async def _optional_user(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User | None:
-    user_id = presented_user_id(request, token)
-    if user_id is None:
-        return None
-    return await auth_service.load_token_user(request.app.state.sessionmaker, user_id)
+async def _optional_principal(
+    request: Request,
+    token: Annotated[str | None, Depends(oauth2_scheme)],
+    _api_key: Annotated[str | None, Depends(api_key_scheme)],  # declared for OpenAPI; read from the request
+) -> Principal | None:
+    return await request_principal(request, token)
 
 
-OptionalUserDep = Annotated[User | None, Depends(_optional_user)]
+OptionalPrincipalDep = Annotated[Principal | None, Depends(_optional_principal)]
 
 
-async def _current_user(user: OptionalUserDep) -> User:
-    if user is None:
+async def _current_principal(principal: OptionalPrincipalDep) -> Principal:
+    if principal is None:
         raise Unauthorized()
-    return user
+    return principal
 
 
-CurrentUserDep = Annotated[User, Depends(_current_user)]
+CurrentPrincipalDep = Annotated[Principal, Depends(_current_principal)]
+
+
+async def _login(principal: CurrentPrincipalDep) -> Principal:
+    principal.require(credentials.ACCOUNT_SCOPE)
+    return principal
+
+
+# Account management: a login (access token or browser session), never an API key.
+LoginDep = Annotated[Principal, Depends(_login)]
 
 
 async def _image(image_id: str, session: SessionDep) -> Image:

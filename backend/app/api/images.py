@@ -7,16 +7,17 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 
 from app.api.deps import (
+    API_KEY_SCHEME_NAME,
     OAUTH2_SCHEME_NAME,
     CacheDep,
     DeleteTokenDep,
     ImageDep,
-    OptionalUserDep,
+    OptionalPrincipalDep,
     SessionDep,
     SessionmakerDep,
     StorageDep,
     authorization_bearer,
-    presented_user_id,
+    request_principal,
 )
 from app.api.file_responses import CONDITIONAL_REQUEST_PARAMETERS, stored_file_response
 from app.api.upload_body import UPLOAD_REQUEST_BODY, store_upload
@@ -28,11 +29,13 @@ from app.errors import (
     Forbidden,
     ImageDimensionsExceeded,
     ImageNotFound,
+    InsufficientScope,
     InvalidDeleteToken,
     InvalidFileFormat,
     InvalidImage,
     InvalidRequest,
     InvalidVariant,
+    QuotaExceeded,
     RangeNotSatisfiable,
     RateLimitExceeded,
     ServiceUnavailable,
@@ -50,7 +53,7 @@ from app.media.variants import REQUESTABLE_FORMATS
 from app.models import ThumbnailStatus
 from app.schemas.errors import error_responses
 from app.schemas.image import ImageRead, ImageUploaded
-from app.services import delivery, image_service
+from app.services import delivery, image_service, usage
 from app.services.variants import VariantService
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
@@ -61,7 +64,10 @@ router = APIRouter(prefix="/api/v1/images", tags=["images"])
     status_code=status.HTTP_201_CREATED,
     response_model=ImageUploaded,
     # The body and the optional Bearer token are read by the handler itself, so they are declared here.
-    openapi_extra={"requestBody": UPLOAD_REQUEST_BODY, "security": [{OAUTH2_SCHEME_NAME: []}]},
+    openapi_extra={
+        "requestBody": UPLOAD_REQUEST_BODY,
+        "security": [{OAUTH2_SCHEME_NAME: []}, {API_KEY_SCHEME_NAME: []}],
+    },
     responses=error_responses(
         InvalidRequest,
         InvalidFileFormat,
@@ -76,6 +82,8 @@ router = APIRouter(prefix="/api/v1/images", tags=["images"])
         RateLimitExceeded,
         ServiceUnavailable,
         UploadTimeout,
+        InsufficientScope,
+        QuotaExceeded,
     ),
 )
 async def upload_image(request: Request) -> Response:
@@ -90,12 +98,20 @@ async def upload_image(request: Request) -> Response:
     # No dependencies, like the hot reads (each costs a resolution per request: docs/performance.md).
     # The token is checked before an upload slot is taken or a byte of the body is read.
     state = request.app.state
-    owner_id = presented_user_id(request, authorization_bearer(request))
-    if owner_id is None and not state.settings.allow_anonymous_uploads:
+    principal = await request_principal(request, authorization_bearer(request))
+    if principal is None and not state.settings.allow_anonymous_uploads:
         raise Unauthorized("Anonymous uploads are disabled; log in to upload.")
+    if principal is not None:
+        principal.require("images:upload")
+        usage.check_room(principal.user, state.settings)  # a full account is told before it sends the body
     async with state.upload_slots.acquire():
         image, delete_token = await store_upload(
-            request, state.sessionmaker, state.storage, state.settings, state.thumbnails, owner_id=owner_id
+            request,
+            state.sessionmaker,
+            state.storage,
+            state.settings,
+            state.thumbnails,
+            owner_id=None if principal is None else principal.user_id,
         )
     uploaded = ImageUploaded.describe(image, state.settings.variant_widths).model_copy(
         update={"delete_token": delete_token}
@@ -254,10 +270,11 @@ async def delete_image(
     sessionmaker: SessionmakerDep,
     storage: StorageDep,
     cache: CacheDep,
-    user: OptionalUserDep,
+    principal: OptionalPrincipalDep,
     delete_token: DeleteTokenDep,
 ) -> Response:
-    """Delete an image: its owner (Bearer token) or the holder of its delete token (`X-Delete-Token`)."""
-    image_service.authorize_delete(image, user, delete_token)
+    """Delete an image: its owner (login, or an API key with `images:delete`) or the holder of its delete
+    token (`X-Delete-Token`)."""
+    image_service.authorize_delete(image, principal, delete_token)
     await image_service.delete_image(session, sessionmaker, storage, image, forget_cached=cache.invalidate)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

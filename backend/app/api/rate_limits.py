@@ -18,6 +18,7 @@ from app.api.errors import error_json
 from app.api.web_support import render
 from app.config import Settings
 from app.errors import RateLimitExceeded, Unauthorized
+from app.services import api_keys
 from app.services.rate_limit import RateLimiter, RateLimitResult
 from app.services.tokens import decode_access_token
 
@@ -42,6 +43,9 @@ LIMITED_ROUTES: dict[tuple[str, str], tuple[str, LimitFor]] = {
 
 def _bearer_token(scope: Scope, cookie_name: str) -> str | None:
     headers = Headers(scope=scope)
+    api_key = headers.get("x-api-key")
+    if api_key:
+        return api_key
     authorization = headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token:
@@ -54,12 +58,20 @@ def _bearer_token(scope: Scope, cookie_name: str) -> str | None:
 
 
 def client_identity(scope: Scope, *, by_user: bool = True) -> str:
-    """`user:<id>` for a valid access token (when `by_user`), else `ip:<address>`."""
+    """`user:<id>` for a valid access token, `key:<public id>` for an API key (when `by_user`), else `ip:<address>`.
+
+    A key is counted by its own public id, read without a database lookup: a key that turns out to be
+    bad is refused by the endpoint before its body is read.
+    """
     app_state = scope["app"].state
     token = _bearer_token(scope, app_state.session_cookie_name) if by_user else None
-    if token:
+    if token and api_keys.looks_like_key(token):
+        parts = api_keys.split_key(token)
+        if parts is not None:
+            return f"key:{parts[0]}"
+    elif token:
         try:
-            return f"user:{decode_access_token(token, secret=app_state.jwt_secret)}"
+            return f"user:{decode_access_token(token, secret=app_state.jwt_secret).user_id}"
         except Unauthorized:
             pass  # a bad token is refused by the endpoint; count it by address meanwhile
     client = scope.get("client")

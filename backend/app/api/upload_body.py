@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -20,14 +21,18 @@ from starlette.requests import ClientDisconnect, Request
 
 from app.api.deps import client_ip
 from app.config import Settings
-from app.errors import FileTooLarge, InvalidRequest, UploadTimeout, ValidationFailed
-from app.models import Image
+from app.errors import FileTooLarge, InvalidRequest, Unauthorized, UploadTimeout, ValidationFailed
+from app.models import Image, Visibility
+from app.models.base import utc_now
 from app.schemas.upload import ReceivedUpload
 from app.services import uploads
 from app.services.storage import StorageBackend
-from app.services.uploads import ThumbnailQueue
+from app.services.uploads import ThumbnailQueue, UploadOptions
+from app.utils.durations import parse_duration
 
 FILE_FIELD = "file"
+VISIBILITY_FIELD = "visibility"
+EXPIRES_FIELD = "expires_in"
 # Room for the multipart framing and a few small text fields around the file itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
@@ -44,7 +49,19 @@ UPLOAD_REQUEST_BODY: dict[str, Any] = {
                         "type": "string",
                         "format": "binary",
                         "description": "A JPEG, PNG, WebP, GIF, AVIF or HEIC/HEIF image.",
-                    }
+                    },
+                    VISIBILITY_FIELD: {
+                        "type": "string",
+                        "enum": [visibility.value for visibility in Visibility],
+                        "default": "unlisted",
+                        "description": "`unlisted`: anyone with the link. `private`: only you, and the signed "
+                        "links you share (needs a login or an API key).",
+                    },
+                    EXPIRES_FIELD: {
+                        "type": "string",
+                        "description": "Delete the image after this long: seconds, or `30m`, `12h`, `7d`, `2w`; "
+                        "at most MAX_EXPIRY_DAYS (365 by default).",
+                    },
                 },
             }
         }
@@ -114,12 +131,42 @@ async def receive_upload(request: Request, max_bytes: int, read_timeout: float) 
         await form.close()
         raise InvalidRequest("The file is empty.", details={"field": FILE_FIELD})
     upload.file.seek(0)
+    fields = {name: value for name, value in form.multi_items() if isinstance(value, str)}
     return ReceivedUpload(
         file=upload.file,
         filename=upload.filename,
         declared_content_type=upload.content_type,
         size=size,
+        fields=fields,
     )
+
+
+def _invalid_field(name: str, message: str) -> ValidationFailed:
+    return ValidationFailed(
+        message, details={"errors": [{"loc": ["body", name], "msg": message, "type": "value_error"}]}
+    )
+
+
+def upload_options(fields: dict[str, str], settings: Settings, *, anonymous: bool) -> UploadOptions:
+    """The visibility and expiry the form asks for; VALIDATION_ERROR (or UNAUTHORIZED) for what cannot be."""
+    raw_visibility = fields.get(VISIBILITY_FIELD) or Visibility.UNLISTED.value
+    try:
+        visibility = Visibility(raw_visibility.strip().lower())
+    except ValueError:
+        raise _invalid_field(VISIBILITY_FIELD, "visibility is `unlisted` or `private`.") from None
+    if visibility is Visibility.PRIVATE and anonymous:
+        raise Unauthorized("Private uploads need a login or an API key: nobody else could ever see them.")
+    expires_at = None
+    raw_expiry = fields.get(EXPIRES_FIELD)
+    if raw_expiry:
+        try:
+            lifetime = parse_duration(raw_expiry)
+        except ValueError as error:
+            raise _invalid_field(EXPIRES_FIELD, f"expires_in: {error}.") from None
+        if lifetime > timedelta(days=settings.max_expiry_days):
+            raise _invalid_field(EXPIRES_FIELD, f"expires_in is at most {settings.max_expiry_days} days.")
+        expires_at = utc_now() + lifetime
+    return UploadOptions(visibility=visibility, expires_at=expires_at)
 
 
 async def store_upload(
@@ -133,6 +180,7 @@ async def store_upload(
     """Read the upload from the body and hand it to the image service; the spooled file is closed after."""
     received = await receive_upload(request, settings.max_file_size_bytes, settings.upload_read_timeout_seconds)
     try:
+        options = upload_options(received.fields, settings, anonymous=owner_id is None)
         return await uploads.create_image(
             sessionmaker,
             storage,
@@ -141,6 +189,7 @@ async def store_upload(
             owner_id=owner_id,
             client_ip=client_ip(request),
             thumbnails=thumbnails,
+            options=options,
         )
     finally:
         received.file.close()

@@ -1,31 +1,156 @@
-"""The logged-in user's own things."""
+"""The logged-in user's own things: images, API keys, usage, password, the account itself."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request, Response, status
 
-from app.api.deps import CurrentUserDep, SessionDep, SettingsDep
-from app.errors import TokenExpired, Unauthorized, ValidationFailed
+from app.api.deps import CacheDep, CurrentPrincipalDep, LoginDep, SessionDep, SettingsDep
+from app.database import after_commit
+from app.errors import (
+    ApiKeyNotFound,
+    InsufficientScope,
+    InvalidCredentials,
+    TokenExpired,
+    Unauthorized,
+    ValidationFailed,
+)
+from app.models import ApiKey
+from app.schemas.account import (
+    AccountDelete,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyRead,
+    PasswordChange,
+    UsageRead,
+)
 from app.schemas.errors import error_responses
 from app.schemas.image import ImagePage, ImageRead
-from app.services import image_service
+from app.schemas.user import AuthResponse, UserRead
+from app.services import account_service, api_keys, image_service
+from app.services.tokens import create_access_token
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
+ACCOUNT_ERRORS = error_responses(Unauthorized, TokenExpired, InsufficientScope)
+
 
 @router.get(
-    "/me/images", response_model=ImagePage, responses=error_responses(Unauthorized, TokenExpired, ValidationFailed)
+    "/me/images",
+    response_model=ImagePage,
+    responses=error_responses(Unauthorized, TokenExpired, InsufficientScope, ValidationFailed),
 )
 async def my_images(
-    user: CurrentUserDep,
+    principal: CurrentPrincipalDep,
     session: SessionDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
 ) -> ImagePage:
-    """The caller's images, newest first, a page at a time."""
-    images, next_cursor = await image_service.list_user_images(session, user, limit=limit, cursor=cursor)
+    """The caller's images (private ones too), newest first, a page at a time. API keys need `images:read`."""
+    principal.require("images:read")
+    images, next_cursor = await image_service.list_user_images(session, principal.user, limit=limit, cursor=cursor)
     items = [ImageRead.describe(image, settings.variant_widths) for image in images]
     return ImagePage(items=items, next_cursor=next_cursor)
+
+
+@router.get("/me/usage", response_model=UsageRead, responses=error_responses(Unauthorized, TokenExpired))
+async def my_usage(principal: CurrentPrincipalDep, settings: SettingsDep) -> UsageRead:
+    """What the caller's images take, and the quota (null = unlimited)."""
+    return UsageRead(
+        used_bytes=principal.user.used_bytes,
+        used_images=principal.user.used_images,
+        quota_bytes=settings.user_quota_bytes,
+        quota_images=settings.user_quota_images,
+    )
+
+
+def _describe_key(key: ApiKey) -> ApiKeyRead:
+    return ApiKeyRead.model_validate(
+        {
+            "id": key.id,
+            "name": key.name,
+            "scopes": key.scopes,
+            "prefix": f"{api_keys.KEY_PREFIX}{key.public_id}",
+            "created_at": key.created_at,
+            "last_used_at": key.last_used_at,
+            "expires_at": key.expires_at,
+        }
+    )
+
+
+@router.post(
+    "/me/api-keys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ApiKeyCreated,
+    responses=error_responses(Unauthorized, TokenExpired, InsufficientScope, ValidationFailed),
+)
+async def create_api_key(body: ApiKeyCreate, principal: LoginDep, session: SessionDep) -> ApiKeyCreated:
+    """A new API key for tools (ShareX, scripts, the `chitram` CLI). The key is in this answer only: save it.
+
+    Send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`. Needs a login, not a key.
+    """
+    key, text = await api_keys.create_key(
+        session, principal.user, name=body.name, scopes=body.scopes, expires_in_days=body.expires_in_days
+    )
+    return ApiKeyCreated(**_describe_key(key).model_dump(), key=text)
+
+
+@router.get("/me/api-keys", response_model=ApiKeyList, responses=ACCOUNT_ERRORS)
+async def list_api_keys(principal: LoginDep, session: SessionDep) -> ApiKeyList:
+    """The account's keys, newest first, without their secrets."""
+    return ApiKeyList(items=[_describe_key(key) for key in await api_keys.list_keys(session, principal.user)])
+
+
+@router.delete(
+    "/me/api-keys/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(Unauthorized, TokenExpired, InsufficientScope, ApiKeyNotFound),
+)
+async def revoke_api_key(key_id: uuid.UUID, principal: LoginDep, session: SessionDep) -> Response:
+    """Revoke a key: it stops working at once, on every server process."""
+    await api_keys.revoke_key(session, principal.user, key_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/me/password",
+    response_model=AuthResponse,
+    responses=error_responses(Unauthorized, TokenExpired, InsufficientScope, InvalidCredentials, ValidationFailed),
+)
+async def change_password(
+    body: PasswordChange, request: Request, principal: LoginDep, session: SessionDep, settings: SettingsDep
+) -> AuthResponse:
+    """Change the password. Every access token issued before stops working (other sessions are logged out);
+    the answer carries a new one for this client. API keys keep working."""
+    user = await account_service.change_password(session, principal.user, body.current_password, body.new_password)
+    token, expires_at = create_access_token(
+        user.id,
+        version=user.token_version,
+        secret=request.app.state.jwt_secret,
+        expire_minutes=settings.jwt_expire_minutes,
+    )
+    return AuthResponse(user=UserRead.model_validate(user), access_token=token, expires_at=expires_at)
+
+
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=error_responses(Unauthorized, TokenExpired, InsufficientScope, InvalidCredentials, ValidationFailed),
+)
+async def delete_account(body: AccountDelete, principal: LoginDep, session: SessionDep, cache: CacheDep) -> Response:
+    """Delete the account (confirm with the password and the word DELETE): its keys and tokens stop working and
+    its images are gone at once; their files are removed in the background soon after."""
+    image_ids = await account_service.delete_account(session, principal.user, body.password)
+
+    async def forget_cached() -> None:
+        for image_id in image_ids:
+            await cache.invalidate(image_id)
+
+    after_commit(session, forget_cached)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -26,6 +26,7 @@ from app.models import User
 from app.schemas.image import ImageRead
 from app.schemas.user import UserCreate
 from app.services import auth_service, image_service
+from app.services.credentials import login_principal
 from app.services.tokens import create_access_token
 
 router = APIRouter(include_in_schema=False)
@@ -36,7 +37,10 @@ OptionalFormText = Annotated[str | None, Form(max_length=1024)]
 
 def _logged_in(request: Request, user: User, next_path: str, settings: SettingsDep) -> Response:
     token, _ = create_access_token(
-        user.id, secret=request.app.state.jwt_secret, expire_minutes=settings.jwt_expire_minutes
+        user.id,
+        version=user.token_version,
+        secret=request.app.state.jwt_secret,
+        expire_minutes=settings.jwt_expire_minutes,
     )
     response = RedirectResponse(safe_next(next_path), status_code=303)
     set_session_cookie(response, token, settings, request.app.state.session_cookie_name)
@@ -140,7 +144,7 @@ async def delete(
     from_htmx = bool(request.headers.get("HX-Request"))
     try:
         image = await image_service.get_image(session, image_id)
-        image_service.authorize_delete(image, user, delete_token or None)
+        image_service.authorize_delete(image, None if user is None else login_principal(user), delete_token or None)
     except ImageNotFound:
         if from_htmx:
             return render(request, "_error.html", {"message": "This image no longer exists."}, status_code=404)

@@ -49,9 +49,8 @@ async def web_user(request: Request) -> User | None:
     user = None
     if token:
         try:
-            user = await auth_service.load_token_user(
-                request.app.state.sessionmaker, decode_access_token(token, secret=request.app.state.jwt_secret)
-            )
+            claims = decode_access_token(token, secret=request.app.state.jwt_secret)
+            user = await auth_service.load_token_user(request.app.state.sessionmaker, claims.user_id, claims.version)
         except Unauthorized:
             raise SessionExpired(_return_path(request)) from None
     request.state.user = user

@@ -18,6 +18,11 @@ class ThumbnailStatus(StrEnum):
     FAILED = "failed"
 
 
+class Visibility(StrEnum):
+    UNLISTED = "unlisted"
+    PRIVATE = "private"
+
+
 class Image(Base):
     __tablename__ = "images"
     # Serves "my images, newest first" as an index-only keyset scan.
@@ -31,6 +36,8 @@ class Image(Base):
         Index("ix_images_checksum", "checksum"),
         # The sweeper's query: pending thumbnails whose lease has run out.
         Index("ix_images_thumbnail_pending", "thumbnail_status", "thumbnail_lease_until"),
+        # The expiry sweep's query: images whose moment has passed.
+        Index("ix_images_expires_at", "expires_at"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
@@ -54,6 +61,10 @@ class Image(Base):
     owner_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("users.id", ondelete="CASCADE"))
     # SHA-256 of the anonymous upload's delete token: the token itself is shown once and never stored.
     delete_token_hash: Mapped[str | None] = mapped_column(String(64))
+    # `unlisted` (anyone with the link) or `private` (the owner, and signed links it hands out).
+    visibility: Mapped[str] = mapped_column(String(16), default=Visibility.UNLISTED)
+    # From this moment the image answers 404; the expiry sweep then removes its row and objects.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     # The thumbnail job's whole state lives in the row, so any process can resume it (ADR 0008).
     thumbnail_status: Mapped[str] = mapped_column(String(16), default=ThumbnailStatus.PENDING)

@@ -37,6 +37,13 @@ class ImageRead(BaseModel):
         description="ThumbHash of the picture (base64), to show a blurred sketch while it loads; null until "
         "the thumbnail is made.",
     )
+    visibility: Literal["unlisted", "private"] = Field(
+        default="unlisted",
+        description="`unlisted`: anyone with the link; `private`: only the owner and the signed links it shares.",
+    )
+    expires_at: datetime | None = Field(
+        default=None, description="From this moment the image is gone (404), and soon deleted; null = never."
+    )
     variant_widths: list[int] = Field(
         default_factory=list,
         description="Widths this image can be fetched at below its own size: `url?w=<width>` (add `&format=auto` "
@@ -60,6 +67,11 @@ class ImageRead(BaseModel):
     @property
     def url(self) -> str:
         return f"/api/v1/images/{self.id}/file"
+
+    @computed_field(description="The image's page in the web UI.")  # type: ignore[prop-decorator]
+    @property
+    def page_url(self) -> str:
+        return f"/image/{self.id}"
 
     @computed_field(description="Whether the thumbnail can be fetched.")  # type: ignore[prop-decorator]
     @property

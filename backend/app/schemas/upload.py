@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 
@@ -12,3 +12,5 @@ class ReceivedUpload:
     filename: str | None  # exactly as the client sent it: untrusted
     declared_content_type: str | None  # the part's Content-Type header: untrusted
     size: int
+    # The other text fields of the form (`visibility`, `expires_in`): untrusted.
+    fields: dict[str, str] = field(default_factory=dict)

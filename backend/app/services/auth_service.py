@@ -45,14 +45,17 @@ async def authenticate(session: AsyncSession, email: str, password: str) -> User
     return user
 
 
-async def load_token_user(sessionmaker: async_sessionmaker[AsyncSession], user_id: uuid.UUID) -> User:
-    """The active user a token names, read in a short session of its own.
+async def load_token_user(sessionmaker: async_sessionmaker[AsyncSession], user_id: uuid.UUID, version: int) -> User:
+    """The active user a token names, if the token is of the account's current version; read in a short session.
 
     Not in the request's session: that would open its transaction (and hold a pooled connection)
     before an upload's body has even arrived. The returned object is detached, its columns loaded.
     """
     async with read_session(sessionmaker) as session:
-        return await get_active_user(session, user_id)
+        user = await get_active_user(session, user_id)
+    if user.token_version != version:
+        raise Unauthorized("This session has ended (the password was changed); log in again.")
+    return user
 
 
 async def get_active_user(session: AsyncSession, user_id: uuid.UUID) -> User:

@@ -32,17 +32,20 @@ MAX_PENDING_INVALIDATIONS = 10_000
 
 
 def cacheable(value: dict[str, Any]) -> bool:
-    """Whether metadata may be cached: not while its thumbnail is pending.
+    """Whether metadata may be cached: not while its thumbnail is pending, and never a private image's.
 
     Pending changes within moments, and never storing nor serving it is what lets a thumbnail job
-    finish without invalidating anything: every cached value is final until the image is deleted.
+    finish without invalidating anything: every cached value is final until the image is deleted (or
+    its visibility changes, which invalidates it). A private image is read by its owner alone: kept
+    out of Redis and of every near copy, it can never be answered to anyone else before routing.
     """
-    return value.get("thumbnail_status") != ThumbnailStatus.PENDING
+    return value.get("thumbnail_status") != ThumbnailStatus.PENDING and value.get("visibility") != "private"
 
 
 # Fields that serving needs but clients never see: where the original is stored (shared by every
-# image with the same content, ADR 0014). Redis holds them; the API's body leaves them out.
-PRIVATE_FIELDS = frozenset({"storage_key"})
+# image with the same content, ADR 0014), and a private image's owner, who alone may see it (ADR 0017;
+# never cached). Redis holds the first; the API's body leaves them out.
+PRIVATE_FIELDS = frozenset({"storage_key", "owner_id"})
 
 
 def encode_metadata(value: dict[str, Any]) -> bytes:
@@ -117,7 +120,7 @@ class MetadataCache:
             value = json.loads(raw)
         except ValueError:
             value = None
-        if not isinstance(value, dict) or not value.keys() >= PRIVATE_FIELDS:
+        if not isinstance(value, dict) or "storage_key" not in value:
             # Written by something else (or an older release, before originals were shared by content):
             # drop it so the next set replaces it.
             logger.warning("cache: ignoring unreadable entry %s", key)

@@ -19,10 +19,12 @@ from app.errors import (
     ValidationFailed,
 )
 from app.media.thumbnails import THUMBNAIL_CONTENT_TYPES, thumbnail_key
-from app.models import Image, User
+from app.models import Image, User, Visibility
 from app.schemas.image import ImageRead
+from app.services import usage
 from app.services.cache import CacheStatus, Metadata, MetadataCache
 from app.services.content_store import collect_garbage
+from app.services.credentials import Principal
 from app.services.storage import StorageBackend
 from app.services.tokens import delete_token_matches
 from app.utils.cursors import InvalidCursor, decode_cursor, encode_cursor
@@ -66,18 +68,23 @@ async def get_image_metadata(
         image = await get_image(session, image_id)
     # Where the original is stored travels with the cached metadata (never in the API's body).
     value = {**ImageRead.describe(image, variant_widths).model_dump(mode="json"), "storage_key": image.storage_key}
+    if image.visibility == Visibility.PRIVATE:
+        # Who may see it; such metadata is never cached (`cache.cacheable`), so no owner reaches Redis.
+        value["owner_id"] = str(image.owner_id)
     if status == "MISS":
         await cache.set(parsed, value)  # not while the thumbnail is pending (`cache.cacheable`)
     return Metadata.of(value), status
 
 
-def authorize_delete(image: Image, user: User | None, delete_token: str | None) -> None:
-    """Only the owner (logged in) or the holder of an anonymous upload's delete token may delete."""
+def authorize_delete(image: Image, principal: Principal | None, delete_token: str | None) -> None:
+    """Only the owner (logged in, or a key with `images:delete`) or the holder of an anonymous upload's
+    delete token may delete."""
     if image.owner_id is not None:
-        if user is None:
+        if principal is None:
             raise Unauthorized("Log in as the image's owner to delete it.")
-        if user.id != image.owner_id:
+        if principal.user_id != image.owner_id:
             raise Forbidden("This image belongs to another account.")
+        principal.require("images:delete")
         return
     if image.delete_token_hash is None:
         raise Forbidden("This image cannot be deleted.")
@@ -128,6 +135,8 @@ async def delete_image(
         image.thumbnail_key,
         *(thumbnail_key(str(image_id), kind) for kind in THUMBNAIL_CONTENT_TYPES),
     ]
+    if image.owner_id is not None:
+        await usage.release(session, image.owner_id, image.file_size)
     await session.delete(image)
     await session.flush()
 

@@ -9,6 +9,7 @@ import secrets
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import jwt
 
@@ -23,10 +24,21 @@ DELETE_TOKEN_BYTES = 32  # 256 bits of entropy
 VERIFIED_TOKENS_KEPT = 4096
 
 
-def create_access_token(user_id: uuid.UUID, *, secret: str, expire_minutes: int) -> tuple[str, datetime]:
+class AccessClaims(NamedTuple):
+    """What a valid access token says: whose it is, and the account's token version it was issued under."""
+
+    user_id: uuid.UUID
+    # Tokens from before versions existed have none: version 0, every account's first.
+    version: int
+
+
+def create_access_token(
+    user_id: uuid.UUID, *, version: int = 0, secret: str, expire_minutes: int
+) -> tuple[str, datetime]:
     """A signed token for `user_id` and the moment it expires.
 
-    `iss` binds the token to this service, `jti` makes every token distinct (and revocable later).
+    `iss` binds the token to this service, `jti` makes every token distinct, and `ver` is the
+    account's token version: raising it (a password change) ends every token issued before.
     """
     issued_at = datetime.now(UTC)
     expires_at = issued_at + timedelta(minutes=expire_minutes)
@@ -36,26 +48,27 @@ def create_access_token(user_id: uuid.UUID, *, secret: str, expire_minutes: int)
         "exp": expires_at,
         "iss": ISSUER,
         "jti": secrets.token_urlsafe(12),
+        "ver": version,
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM), expires_at
 
 
-def decode_access_token(token: str, *, secret: str) -> uuid.UUID:
-    """The user id a valid token names; TOKEN_EXPIRED or UNAUTHORIZED otherwise."""
+def decode_access_token(token: str, *, secret: str) -> AccessClaims:
+    """The user id and token version a valid token names; TOKEN_EXPIRED or UNAUTHORIZED otherwise."""
     try:
-        user_id, expires_at = _verified_claims(token, secret)
+        claims, expires_at = _verified_claims(token, secret)
     except jwt.ExpiredSignatureError:
         raise TokenExpired() from None
     except (jwt.InvalidTokenError, ValueError):
         raise Unauthorized("The access token is invalid.") from None
     if expires_at <= time.time():  # PyJWT's own test, for a token verified while it was still valid
         raise TokenExpired()
-    return user_id
+    return claims
 
 
 @functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
-def _verified_claims(token: str, secret: str) -> tuple[uuid.UUID, float]:
-    """The user id and expiry of a token whose signature and claims hold (raises otherwise: not kept)."""
+def _verified_claims(token: str, secret: str) -> tuple[AccessClaims, float]:
+    """The claims and expiry of a token whose signature and claims hold (raises otherwise: not kept)."""
     claims = jwt.decode(
         token,
         secret,
@@ -63,7 +76,10 @@ def _verified_claims(token: str, secret: str) -> tuple[uuid.UUID, float]:
         issuer=ISSUER,
         options={"require": ["sub", "exp", "iat", "iss"]},
     )
-    return uuid.UUID(str(claims["sub"])), float(claims["exp"])
+    version = claims.get("ver", 0)
+    if not isinstance(version, int):
+        raise ValueError("ver must be an integer")
+    return AccessClaims(uuid.UUID(str(claims["sub"])), version), float(claims["exp"])
 
 
 def new_delete_token() -> str:

@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any, Protocol
 
 import anyio
-from sqlalchemy import bindparam, exists, insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
@@ -29,9 +29,10 @@ from app.errors import Unauthorized
 from app.media.formats import EXTENSIONS
 from app.media.thumbnail_plan import DecodedFrame
 from app.media.validation import Limits, PreparedUpload, decode_upload, prepare_upload
-from app.models import Image, ThumbnailStatus, User
+from app.models import Image, ThumbnailStatus, User, Visibility
 from app.models.base import utc_now
 from app.schemas.upload import ReceivedUpload
+from app.services import usage
 from app.services.content_store import collect_garbage, lock_content, original_key
 from app.services.storage import StorageBackend
 from app.services.thumbnail_jobs import NewUpload
@@ -57,6 +58,14 @@ def upload_limits(settings: Settings) -> Limits:
         max_frames=settings.max_frames,
         max_animation_pixels=settings.max_animation_pixels,
     )
+
+
+@dataclass(frozen=True)
+class UploadOptions:
+    """What the uploader asked for besides the file (checked by the caller: `upload_options`)."""
+
+    visibility: Visibility = Visibility.UNLISTED
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -91,20 +100,22 @@ async def create_image(
     owner_id: uuid.UUID | None,
     client_ip: str | None,
     thumbnails: ThumbnailQueue,
+    options: UploadOptions = UploadOptions(),
 ) -> tuple[Image, str | None]:
-    """Validate an upload, store its content once and add its row; UNAUTHORIZED if the owner's account is gone.
+    """Validate an upload, store its content once and add its row; UNAUTHORIZED if the owner's account is
+    gone, QUOTA_EXCEEDED if the owner's quota has no room for it.
 
     Returns the image (not bound to a session) and, for an anonymous upload, its delete token: shown
     once, stored hashed. Once this returns, the image exists for every client.
     """
     ready = await run_blocking(partial(_prepare, upload, settings, anonymous=owner_id is None))
     prepared, delete_token = ready.upload, ready.delete_token
-    row = _new_row(ready, upload, owner_id=owner_id, client_ip=client_ip)
+    row = _new_row(ready, upload, owner_id=owner_id, client_ip=client_ip, options=options)
 
     inserted = None
     if await _content_stored(sessionmaker, row["storage_key"]):
         # A duplicate: its bytes and (usually) its thumbnail exist already; nothing needs decoding.
-        inserted = await _insert_row(sessionmaker, storage, row, store=None)
+        inserted = await _insert_row(sessionmaker, storage, settings, row, store=None)
     decoded: DecodedFrame | None = None
     if inserted is None:
         decoded = await run_blocking(
@@ -115,7 +126,7 @@ async def create_image(
         row.update(thumbnail_lease_until=lease, thumbnail_attempts=0 if lease is None else 1)
         data, content_type = prepared.data, prepared.content_type
         store = partial(storage.save_blocking, row["storage_key"], io.BytesIO(data), len(data), content_type)
-        inserted = await _insert_row(sessionmaker, storage, row, store=store)
+        inserted = await _insert_row(sessionmaker, storage, settings, row, store=store)
         if inserted is None:  # with a store to run, the row is written or an error is raised
             raise RuntimeError("the upload's row was not written")
 
@@ -130,7 +141,12 @@ async def create_image(
 
 
 def _new_row(
-    ready: _Prepared, upload: ReceivedUpload, *, owner_id: uuid.UUID | None, client_ip: str | None
+    ready: _Prepared,
+    upload: ReceivedUpload,
+    *,
+    owner_id: uuid.UUID | None,
+    client_ip: str | None,
+    options: UploadOptions,
 ) -> dict[str, Any]:
     prepared = ready.upload
     return {
@@ -147,6 +163,8 @@ def _new_row(
         "created_at": utc_now(),
         "owner_id": owner_id,
         "delete_token_hash": None if ready.delete_token is None else hash_delete_token(ready.delete_token),
+        "visibility": options.visibility,
+        "expires_at": options.expires_at,
         **_PENDING_THUMBNAIL,
     }
 
@@ -160,6 +178,7 @@ async def _content_stored(sessionmaker: async_sessionmaker[AsyncSession], storag
 async def _insert_row(
     sessionmaker: async_sessionmaker[AsyncSession],
     storage: StorageBackend,
+    settings: Settings,
     row: dict[str, Any],
     *,
     store: Callable[[], None] | None,
@@ -184,8 +203,10 @@ async def _insert_row(
                 stored = True
                 await run_blocking(store)
                 values = row
-            if not await _insert(connection, values):
-                raise Unauthorized("The account for this token no longer exists.")
+            if row["owner_id"] is not None:
+                # Last, so the account's row is locked only for the INSERT and the commit.
+                await _count_against_owner(connection, row, settings)
+            await connection.execute(_INSERT, values)
         return values
     except BaseException as error:
         if stored:
@@ -200,13 +221,18 @@ async def _insert_row(
         raise
 
 
-async def _insert(connection: AsyncConnection, values: dict[str, Any]) -> bool:
-    """One INSERT; False (nothing written) when it names an owner who is not an active user."""
-    # The owner is checked by the INSERT itself: no separate lookup, and no account deleted or
-    # disabled between a lookup and the write can own a new image.
-    statement = _INSERT_ANONYMOUS if values["owner_id"] is None else _INSERT_OWNED
-    result = await connection.execute(statement, values)
-    return result.rowcount == 1
+async def _count_against_owner(connection: AsyncConnection, row: dict[str, Any], settings: Settings) -> None:
+    """Reserve the owner's room for the row; UNAUTHORIZED or QUOTA_EXCEEDED when there is none.
+
+    The reservation is also the owner check: no account deleted or disabled between a lookup and the
+    write can own a new image.
+    """
+    if await usage.reserve(connection, row["owner_id"], row["file_size"], settings):
+        return
+    owner = (await connection.execute(_OWNER_USAGE, {"owner_id": row["owner_id"]})).first()
+    if owner is None or not owner.is_active:
+        raise Unauthorized("The account for this token no longer exists.")
+    raise usage.quota_error(owner.used_bytes, owner.used_images, row["file_size"], settings)
 
 
 async def _remove_unnamed(
@@ -254,9 +280,8 @@ _SHARED_THUMBNAIL_COLUMNS = (
     "thumbnail_recipe",
 )
 
-# The columns an upload writes (the keys of `_new_row`), and its two INSERTs, built once (building a
-# statement costs about as much as running it). Anonymous: plain VALUES. Owned: INSERT ... SELECT,
-# which writes nothing unless the owner is an active account.
+# The columns an upload writes (the keys of `_new_row`), and its INSERT, built once (building a
+# statement costs about as much as running it).
 _ROW_COLUMNS = (
     "id",
     "filename",
@@ -271,16 +296,13 @@ _ROW_COLUMNS = (
     "created_at",
     "owner_id",
     "delete_token_hash",
+    "visibility",
+    "expires_at",
     *_PENDING_THUMBNAIL,
 )
 _ROW_PARAMETERS = {column: bindparam(column, type_=Image.__table__.c[column].type) for column in _ROW_COLUMNS}
-_INSERT_ANONYMOUS = insert(Image).values(_ROW_PARAMETERS)
-_INSERT_OWNED = insert(Image).from_select(
-    _ROW_COLUMNS,
-    select(*_ROW_PARAMETERS.values()).where(
-        exists().where(User.id == _ROW_PARAMETERS["owner_id"], User.is_active.is_(True))
-    ),
-)
+_INSERT = insert(Image).values(_ROW_PARAMETERS)
+_OWNER_USAGE = select(User.is_active, User.used_bytes, User.used_images).where(User.id == bindparam("owner_id"))
 _ANY_ROW_NAMING = select(Image.id).where(Image.storage_key == bindparam("storage_key")).limit(1)
 # The row whose thumbnail a newcomer shares: a ready one first ("ready" > "pending" > "failed"), read
 # from the (storage_key, thumbnail_status) index without sorting however many copies there are.

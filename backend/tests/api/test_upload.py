@@ -69,7 +69,9 @@ async def test_upload_returns_metadata_and_a_working_direct_link(client: httpx.A
     assert set(created) == {
         "id", "filename", "content_type", "file_size", "width", "height", "checksum", "url", "created_at",
         "delete_token", "thumbnail_status", "thumbnail_ready", "thumbnail_url", "placeholder", "variant_widths",
+        "visibility", "expires_at", "page_url",
     }  # fmt: skip
+    assert (created["visibility"], created["expires_at"]) == ("unlisted", None)
     assert created["filename"] == "holiday.jpg"
     # The widths below its own 320 px a `srcset` may name; the sketch comes with the thumbnail.
     assert (created["variant_widths"], created["placeholder"]) == ([150, 300], None)

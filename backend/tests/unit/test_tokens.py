@@ -20,7 +20,7 @@ def test_a_remembered_token_still_expires() -> None:
     expires_at = int(time.time()) + 1
     claims = {"sub": str(user_id), "iat": int(time.time()), "exp": expires_at, "iss": ISSUER}
     token = jwt.encode(claims, SECRET, algorithm=ALGORITHM)
-    assert decode_access_token(token, secret=SECRET) == user_id  # verified, and now remembered
+    assert decode_access_token(token, secret=SECRET).user_id == user_id  # verified, and now remembered
     while time.time() < expires_at:
         time.sleep(0.05)
     with pytest.raises(TokenExpired):
@@ -30,7 +30,7 @@ def test_a_remembered_token_still_expires() -> None:
 def test_a_token_is_remembered_only_for_the_secret_that_signed_it() -> None:
     user_id = uuid.uuid4()
     token, _ = create_access_token(user_id, secret=SECRET, expire_minutes=5)
-    assert decode_access_token(token, secret=SECRET) == user_id
+    assert decode_access_token(token, secret=SECRET).user_id == user_id
     with pytest.raises(Unauthorized):
         decode_access_token(token, secret="another-secret-" + "y" * 32)  # a rotated secret ends old tokens
 

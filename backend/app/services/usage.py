@@ -1,0 +1,86 @@
+"""What each account's images take, and its quota (ADR 0017).
+
+`users.used_bytes` and `used_images` change in the same transaction as the rows they count. An upload
+reserves its room with one conditional UPDATE: on PostgreSQL the row lock makes concurrent uploads of
+one account take turns, and each re-reads the counters the previous one left (on SQLite, writers take
+turns anyway), so ten parallel uploads can never together pass the quota.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import and_, bindparam, literal, or_, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from app.config import Settings
+from app.errors import QuotaExceeded
+from app.models import User
+
+
+def quota_error(user_bytes: int, user_images: int, file_size: int, settings: Settings) -> QuotaExceeded:
+    over_images = settings.user_quota_images is not None and user_images + 1 > settings.user_quota_images
+    what = "images" if over_images else "bytes"
+    return QuotaExceeded(
+        f"This upload would pass the account's quota of {what}; delete some images first.",
+        details={
+            "quota_bytes": settings.user_quota_bytes,
+            "quota_images": settings.user_quota_images,
+            "used_bytes": user_bytes,
+            "used_images": user_images,
+            "file_size": file_size,
+        },
+    )
+
+
+def check_room(user: User, settings: Settings, file_size: int = 0) -> None:
+    """QUOTA_EXCEEDED before any work when the account is full already (the reservation decides in the end)."""
+    full_images = settings.user_quota_images is not None and user.used_images + 1 > settings.user_quota_images
+    full_bytes = settings.user_quota_bytes is not None and user.used_bytes + file_size > settings.user_quota_bytes
+    if full_images or full_bytes:
+        raise quota_error(user.used_bytes, user.used_images, file_size, settings)
+
+
+async def reserve(connection: AsyncConnection, owner_id: uuid.UUID, file_size: int, settings: Settings) -> bool:
+    """Count one more image of `file_size` bytes against an active account, if its quota allows.
+
+    False when nothing was counted: the account is gone or disabled, or the quota would be passed.
+    """
+    result = await connection.execute(
+        _RESERVE,
+        {
+            "owner_id": owner_id,
+            "file_size": file_size,
+            "quota_bytes": settings.user_quota_bytes,
+            "quota_images": settings.user_quota_images,
+        },
+    )
+    return result.rowcount == 1
+
+
+async def release(session: AsyncSession | AsyncConnection, owner_id: uuid.UUID, file_size: int) -> None:
+    """Stop counting one image of the account (in the transaction that deletes its row)."""
+    await session.execute(_RELEASE, {"owner_id": owner_id, "file_size": file_size})
+
+
+_QUOTA_BYTES = bindparam("quota_bytes", type_=User.used_bytes.type)
+_QUOTA_IMAGES = bindparam("quota_images", type_=User.used_images.type)
+_FILE_SIZE = bindparam("file_size", type_=User.used_bytes.type)
+# Built once (building a statement costs about as much as running it).
+_RESERVE = (
+    update(User)
+    .where(
+        and_(
+            User.id == bindparam("owner_id"),
+            User.is_active.is_(True),
+            or_(_QUOTA_BYTES.is_(None), User.used_bytes + _FILE_SIZE <= _QUOTA_BYTES),
+            or_(_QUOTA_IMAGES.is_(None), User.used_images + literal(1) <= _QUOTA_IMAGES),
+        )
+    )
+    .values(used_bytes=User.used_bytes + _FILE_SIZE, used_images=User.used_images + 1)
+)
+_RELEASE = (
+    update(User)
+    .where(User.id == bindparam("owner_id"))
+    .values(used_bytes=User.used_bytes - _FILE_SIZE, used_images=User.used_images - 1)
+)
