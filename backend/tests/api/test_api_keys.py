@@ -6,6 +6,7 @@ import hashlib
 import logging
 import re
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from app.config import Settings
 from app.models import ApiKey
 from tests.factories import bearer, make_distinct_jpeg, register, upload
+from tests.servers import app_servers
 
 ALL_SCOPES = ["images:read", "images:upload", "images:delete"]
 KEYS_URL = "/api/v1/users/me/api-keys"
@@ -192,3 +194,20 @@ async def test_a_key_never_reaches_the_log_or_the_cache(
         await raw_redis.aclose()
     assert stored  # the metadata was cached: there was something to look at
     assert not any(secret.encode() in value for value in stored)
+
+
+async def test_revoking_takes_effect_at_once_on_every_process(settings: Settings, tmp_path: Path) -> None:
+    """Two `python -m app` servers on one database, over real HTTP: a key revoked through one is refused
+    by the other on the very next request (nothing about a key is cached)."""
+    with app_servers(settings, tmp_path, 2, start_timeout=120) as [(first_url, _), (second_url, _)]:
+        async with httpx.AsyncClient(base_url=first_url) as first, httpx.AsyncClient(base_url=second_url) as second:
+            account = await register(first, "two-processes@example.com")
+            created = await create_key(first, account["access_token"])
+            key = {"X-API-Key": created["key"]}
+            for _ in range(3):  # warm: whatever the second process could remember, it has seen
+                assert (await second.get("/api/v1/users/me/images", headers=key)).status_code == 200
+            revoked = await first.delete(f"{KEYS_URL}/{created['id']}", headers=bearer(account["access_token"]))
+            assert revoked.status_code == 204
+            refused = await second.get("/api/v1/users/me/images", headers=key)
+            assert (refused.status_code, refused.json()["detail"]["code"]) == (401, "UNAUTHORIZED")
+            assert (await upload(second, make_distinct_jpeg(), headers=key)).status_code == 401
