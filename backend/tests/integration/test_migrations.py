@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from alembic.config import Config
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -137,3 +137,54 @@ async def _unique_constraints(database_url: str) -> dict[str, list[str]]:
             return {str(item["name"]): list(item["column_names"]) for item in found}
     finally:
         await engine.dispose()
+
+
+def test_revision_0007_counts_what_each_account_already_owns(empty_database: str) -> None:
+    """Quotas start from the truth: the counters are filled in from the rows each account owns."""
+    config = alembic_config(empty_database)
+    command.upgrade(config, "0006")
+    owner, other = uuid.uuid4(), uuid.uuid4()
+
+    async def seed() -> None:
+        engine = create_async_engine(empty_database)
+        try:
+            async with engine.begin() as connection:
+                for user_id, email in ((owner, "owner@example.com"), (other, "other@example.com")):
+                    await connection.execute(
+                        text(
+                            "INSERT INTO users (id, email, hashed_password, is_active, created_at)"
+                            " VALUES (:id, :email, 'x', true, CURRENT_TIMESTAMP)"
+                        ),
+                        {"id": user_id if "postgresql" in empty_database else user_id.hex, "email": email},
+                    )
+                for number, size in enumerate((1000, 2500)):
+                    await connection.execute(
+                        text(
+                            "INSERT INTO images (id, filename, storage_key, content_type, file_size, width, height,"
+                            " checksum, metadata_stripped, created_at, owner_id, thumbnail_status, thumbnail_attempts)"
+                            " VALUES (:id, 'a.jpg', :key, 'image/jpeg', :size, 1, 1, :checksum, true,"
+                            " CURRENT_TIMESTAMP, :owner, 'ready', 0)"
+                        ),
+                        {
+                            "id": uuid.uuid4() if "postgresql" in empty_database else uuid.uuid4().hex,
+                            "key": f"k{number}",
+                            "size": size,
+                            "checksum": f"{number:064d}",
+                            "owner": owner if "postgresql" in empty_database else owner.hex,
+                        },
+                    )
+        finally:
+            await engine.dispose()
+
+    async def counters() -> dict[str, tuple[int, int]]:
+        engine = create_async_engine(empty_database)
+        try:
+            async with engine.connect() as connection:
+                rows = await connection.execute(text("SELECT email, used_bytes, used_images FROM users"))
+                return {row.email: (row.used_bytes, row.used_images) for row in rows}
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed())
+    command.upgrade(config, "head")
+    assert asyncio.run(counters()) == {"owner@example.com": (3500, 2), "other@example.com": (0, 0)}
