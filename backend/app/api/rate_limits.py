@@ -34,6 +34,11 @@ LIMITED_ROUTES: dict[tuple[str, str], tuple[str, LimitFor]] = {
     ("POST", "/api/v1/auth/login"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
     ("POST", "/api/v1/auth/register"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
     ("POST", "/api/v1/auth/token"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
+    # Both check the password again: a stolen session must not be a free password oracle.
+    ("POST", "/api/v1/users/me/password"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
+    ("DELETE", "/api/v1/users/me"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
+    ("POST", "/account/password"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
+    ("POST", "/account/delete"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),
     # The web UI's forms share the same budgets as the API they stand for.
     ("POST", "/upload"): ("upload", lambda settings: settings.rate_limit_per_minute),
     ("POST", "/login"): ("auth", lambda settings: settings.auth_rate_limit_per_minute),

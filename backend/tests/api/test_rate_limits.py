@@ -247,3 +247,37 @@ async def test_without_redis_an_in_process_limiter_still_refuses(settings: Setti
         assert_refused(await upload(client, make_jpeg()), limit=UPLOAD_LIMIT)
         health = (await client.get("/health")).json()
         assert (health["cache"], health["rate_limiter"]) == ("disabled", "memory")
+
+
+async def test_api_keys_are_limited_per_key_and_password_checks_share_the_auth_budget(settings: Settings) -> None:
+    async with running_app(limited(settings, auth_rate_limit_per_minute=10)) as (_app, client):
+        token = (
+            await client.post("/api/v1/auth/register", json={"email": "k@example.com", "password": PASSWORD})
+        ).json()["access_token"]
+        keys = [
+            (
+                await client.post(
+                    "/api/v1/users/me/api-keys", json={"name": name, "scopes": ["images:upload"]}, headers=bearer(token)
+                )
+            ).json()["key"]
+            for name in ("first", "second")
+        ]
+        for _ in range(UPLOAD_LIMIT):
+            assert (await upload(client, make_jpeg(), headers={"X-API-Key": keys[0]})).status_code == 201
+        assert_refused(await upload(client, make_jpeg(), headers={"X-API-Key": keys[0]}), limit=UPLOAD_LIMIT)
+        # The same key as a Bearer token is the same budget; another key has its own.
+        assert_refused(await upload(client, make_jpeg(), headers=bearer(keys[0])), limit=UPLOAD_LIMIT)
+        assert (await upload(client, make_jpeg(), headers={"X-API-Key": keys[1]})).status_code == 201
+
+    async with running_app(limited(settings, auth_rate_limit_per_minute=2)) as (_app, client):
+        token = (
+            await client.post("/api/v1/auth/register", json={"email": "p@example.com", "password": PASSWORD})
+        ).json()["access_token"]
+        wrong = {"current_password": "guess number one", "new_password": "whatever it is now"}
+        assert (await client.post("/api/v1/users/me/password", json=wrong, headers=bearer(token))).status_code == 401
+        assert_refused(
+            await client.request(
+                "DELETE", "/api/v1/users/me", json={"password": "guess two", "confirm": "DELETE"}, headers=bearer(token)
+            ),
+            limit=2,
+        )
