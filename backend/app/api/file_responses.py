@@ -16,6 +16,7 @@ from app.config import Settings
 from app.errors import ImageNotFound
 from app.services.delivery import StoredFile
 from app.services.hot_files import HotFiles
+from app.services.image_access import PRIVATE_NO_STORE, PUBLIC_FOREVER, Caching
 from app.services.storage import StorageBackend, StoredObjectMissing
 from app.utils.filenames import content_disposition
 from app.utils.http_ranges import etag_matches, parse_range
@@ -85,14 +86,28 @@ def _body_headers(stored: StoredFile) -> dict[str, str]:
     }
 
 
-def _accel_redirect(stored: StoredFile, settings: Settings) -> Response:
+def _with_caching(headers: dict[str, str], caching: Caching) -> dict[str, str]:
+    """The memoised headers, or a copy saying how long this image's answers may be kept (ADR 0017)."""
+    if caching.header is None:
+        return headers
+    return {**headers, "Cache-Control": caching.header}
+
+
+def _accel_redirect(stored: StoredFile, settings: Settings, caching: Caching) -> Response:
     """Let the reverse proxy send the file (and answer Range) from local storage; our headers stay."""
-    headers = {**_body_headers(stored), "X-Accel-Redirect": settings.accel_redirect_prefix + quote(stored.key)}
+    headers = {
+        **_with_caching(_body_headers(stored), caching),
+        "X-Accel-Redirect": settings.accel_redirect_prefix + quote(stored.key),
+    }
     return Response(status_code=200, headers=headers)
 
 
 def whole_file_response(
-    request_headers: list[tuple[bytes, bytes]], stored: StoredFile, settings: Settings, hot_files: HotFiles
+    request_headers: list[tuple[bytes, bytes]],
+    stored: StoredFile,
+    settings: Settings,
+    hot_files: HotFiles,
+    caching: Caching = PUBLIC_FOREVER,
 ) -> Response | None:
     """The answer to a plain GET (no Range or validators) when it needs no I/O at all, else None.
 
@@ -102,44 +117,37 @@ def whole_file_response(
     if any(name in CONDITIONAL_REQUEST_HEADERS for name, _ in request_headers):
         return None
     if settings.file_delivery == "accel-redirect":
-        return _accel_redirect(stored, settings)
+        return _accel_redirect(stored, settings, caching)
     if settings.file_delivery != "stream":
         return None
     data = hot_files.get(stored.key, stored.checksum)
     if data is None:
         return None
-    headers = {**_body_headers(stored), "Content-Length": str(stored.size)}
+    headers = {**_with_caching(_body_headers(stored), caching), "Content-Length": str(stored.size)}
     return Response(data, status_code=200, headers=headers, media_type=stored.content_type)
 
 
-async def stored_file_response(request: Request, storage: StorageBackend, stored: StoredFile) -> Response:
-    """Stored bytes for GET/HEAD with ETag, 304, single ranges and strict headers."""
+async def stored_file_response(
+    request: Request, storage: StorageBackend, stored: StoredFile, caching: Caching = PUBLIC_FOREVER
+) -> Response:
+    """Stored bytes for GET/HEAD with ETag, 304, single ranges and strict headers; `caching` says how long
+    they may be kept (immutable unless the image is private or ends)."""
     etag = f'"{stored.checksum}"'
     if etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=_validator_headers(stored))
+        return Response(status_code=304, headers=_with_caching(_validator_headers(stored), caching))
 
     settings: Settings = request.app.state.settings
     if settings.file_delivery == "accel-redirect":
-        return _accel_redirect(stored, settings)
+        return _accel_redirect(stored, settings, caching)
     if settings.file_delivery == "presigned-redirect":
-        url = await storage.presigned_get_url(
-            stored.key,
-            settings.presigned_url_expire_seconds,
-            {
-                "response-content-type": stored.content_type,
-                "response-content-disposition": content_disposition(stored.filename),
-                "response-cache-control": IMMUTABLE_CACHE,
-            },
-        )
-        if url is not None:
-            # Browsers may reuse the redirect while the URL is still valid, with a safety margin.
-            reuse = max(0, settings.presigned_url_expire_seconds // 2)
-            return RedirectResponse(url, status_code=302, headers={"Cache-Control": f"private, max-age={reuse}"})
+        redirect = await _presigned_redirect(storage, stored, settings, caching)
+        if redirect is not None:
+            return redirect
 
     size = stored.size
     if_range = request.headers.get("if-range")
     byte_range = parse_range(request.headers.get("range"), size) if if_range in (None, etag) else None
-    headers = dict(_body_headers(stored))
+    headers = _with_caching(_body_headers(stored), caching).copy()
     status = 200
     start, end = 0, size - 1
     if byte_range is not None:
@@ -165,6 +173,30 @@ async def stored_file_response(request: Request, storage: StorageBackend, stored
         await chunks.aclose()
         return Response(first, status_code=status, headers=headers, media_type=stored.content_type)
     return StreamingResponse(_chain(first, chunks), status_code=status, headers=headers, media_type=stored.content_type)
+
+
+async def _presigned_redirect(
+    storage: StorageBackend, stored: StoredFile, settings: Settings, caching: Caching
+) -> Response | None:
+    """A redirect to a short-lived URL of the object store, never valid past the image (or its link)."""
+    lifetime = settings.presigned_url_expire_seconds
+    if caching.seconds_left is not None:
+        lifetime = max(1, min(lifetime, caching.seconds_left))
+    url = await storage.presigned_get_url(
+        stored.key,
+        lifetime,
+        {
+            "response-content-type": stored.content_type,
+            "response-content-disposition": content_disposition(stored.filename),
+            "response-cache-control": caching.header or IMMUTABLE_CACHE,
+        },
+    )
+    if url is None:
+        return None
+    # Browsers may reuse the redirect while the URL is still valid, with a safety margin; a private
+    # image's redirect is a credential to its bytes, kept by nobody.
+    cache_control = PRIVATE_NO_STORE if caching.private else f"private, max-age={max(0, lifetime // 2)}"
+    return RedirectResponse(url, status_code=302, headers={"Cache-Control": cache_control})
 
 
 async def _whole_file(hot_files: HotFiles, storage: StorageBackend, stored: StoredFile) -> bytes | None:

@@ -1,4 +1,4 @@
-"""Image endpoints: upload, metadata, the original's bytes, delete."""
+"""Image endpoints: upload, metadata, the original's bytes, thumbnail, share links, changes, delete."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from app.api.deps import (
     OptionalPrincipalDep,
     SessionDep,
     SessionmakerDep,
+    SettingsDep,
     StorageDep,
     authorization_bearer,
     request_principal,
 )
 from app.api.file_responses import CONDITIONAL_REQUEST_PARAMETERS, stored_file_response
 from app.api.upload_body import UPLOAD_REQUEST_BODY, store_upload
-from app.api.variant_query import parse_variant_query
+from app.api.variant_query import parse_file_query, share_pass_of
 from app.errors import (
     AnimationTooLarge,
     DeleteTokenRequired,
@@ -39,6 +40,7 @@ from app.errors import (
     RangeNotSatisfiable,
     RateLimitExceeded,
     ServiceUnavailable,
+    ShareLinkExpired,
     StorageUnavailable,
     ThumbnailNotReady,
     TokenExpired,
@@ -51,9 +53,12 @@ from app.media.formats import ALL_CONTENT_TYPES
 from app.media.thumbnails import THUMBNAIL_CONTENT_TYPES
 from app.media.variants import REQUESTABLE_FORMATS
 from app.models import ThumbnailStatus
+from app.models.base import utc_now
 from app.schemas.errors import error_responses
-from app.schemas.image import ImageRead, ImageUploaded
-from app.services import delivery, image_service, usage
+from app.schemas.image import ImageRead, ImageUpdate, ImageUploaded, ShareLink, ShareRequest
+from app.services import delivery, image_access, image_service, share_links, usage
+from app.services.credentials import Principal
+from app.services.share_links import SharedFile
 from app.services.variants import VariantService
 
 router = APIRouter(prefix="/api/v1/images", tags=["images"])
@@ -124,19 +129,34 @@ async def upload_image(request: Request) -> Response:
     response_model=ImageRead,
     responses={
         200: {"headers": {"X-Cache": {"description": "HIT, MISS or DISABLED", "schema": {"type": "string"}}}},
-        **error_responses(ImageNotFound),
+        **error_responses(ImageNotFound, Unauthorized, TokenExpired, InsufficientScope),
     },
+    openapi_extra={"security": [{}, {OAUTH2_SCHEME_NAME: []}, {API_KEY_SCHEME_NAME: []}]},
 )
 async def read_image(image_id: str, request: Request) -> Response:
-    """Metadata of one image (served from the cache when warm: see `X-Cache`)."""
+    """Metadata of one image (served from the cache when warm: see `X-Cache`).
+
+    A private image's is answered to its owner alone (a login, or an API key with `images:read`);
+    to anyone else it is IMAGE_NOT_FOUND, as is an image past its `expires_at`.
+    """
     # The hottest read of the API: no dependencies (each costs a resolution per request) and the
     # cached JSON sent as it is stored (docs/performance.md).
     state = request.app.state
     metadata, cache_status = await image_service.get_image_metadata(
         state.sessionmaker, state.cache, image_id, variant_widths=state.settings.variant_widths
     )
+    headers: dict[str, str] = {"X-Cache": cache_status}
+    if image_access.restricted(metadata.value) and await image_access.require_readable(
+        metadata.value, lambda: _caller(request)
+    ):
+        headers["Cache-Control"] = image_access.PRIVATE_NO_STORE
     # Near-copy hits usually never get here: NearCacheHitMiddleware sends this same response first.
-    return Response(metadata.body, media_type="application/json", headers={"X-Cache": cache_status})
+    return Response(metadata.body, media_type="application/json", headers=headers)
+
+
+async def _caller(request: Request) -> Principal | None:
+    """Who presented credentials, read only where a private image needs it."""
+    return await request_principal(request, authorization_bearer(request))
 
 
 FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -148,7 +168,16 @@ FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     302: {"description": "Redirect to a short-lived URL of the object store (FILE_DELIVERY=presigned-redirect)."},
     304: {"description": "Not modified (If-None-Match matched the ETag)."},
     **error_responses(
-        InvalidVariant, ImageNotFound, RangeNotSatisfiable, VariantUnavailable, StorageUnavailable, ServiceUnavailable
+        InvalidVariant,
+        ImageNotFound,
+        RangeNotSatisfiable,
+        VariantUnavailable,
+        StorageUnavailable,
+        ServiceUnavailable,
+        ShareLinkExpired,
+        Unauthorized,
+        TokenExpired,
+        InsufficientScope,
     ),
 }
 # The query of a variant, parsed by the handler itself (so that anything else is INVALID_VARIANT, not a 422).
@@ -171,7 +200,29 @@ VARIANT_PARAMETERS: list[dict[str, Any]] = [
         "first frame. Without it, the original's format (HEIC and HEIF become JPEG or PNG).",
     },
 ]
-FILE_PARAMETERS = {"parameters": [*VARIANT_PARAMETERS, *CONDITIONAL_REQUEST_PARAMETERS["parameters"]]}
+# A signed share link's pair (POST /share writes them; both or neither).
+SHARE_LINK_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "exp",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer"},
+        "description": "A share link's end (unix seconds); with `sig`.",
+    },
+    {
+        "name": "sig",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "A share link's signature; with `exp`. Reaches a private image without credentials.",
+    },
+]
+# A private image's files are read with credentials (the owner) or a share link; public ones with neither.
+FILE_SECURITY: list[dict[str, list[str]]] = [{}, {OAUTH2_SCHEME_NAME: []}, {API_KEY_SCHEME_NAME: []}]
+FILE_PARAMETERS = {
+    "parameters": [*VARIANT_PARAMETERS, *SHARE_LINK_PARAMETERS, *CONDITIONAL_REQUEST_PARAMETERS["parameters"]],
+    "security": FILE_SECURITY,
+}
 
 
 @router.get(
@@ -191,28 +242,40 @@ FILE_PARAMETERS = {"parameters": [*VARIANT_PARAMETERS, *CONDITIONAL_REQUEST_PARA
 async def download_image(image_id: str, request: Request) -> Response:
     """The original bytes, or with `w` and/or `format` a variant (made on the first request, then stored).
 
-    Both are served alike: strong ETag, 304, single ranges, immutable caching, no metadata.
+    Both are served alike: strong ETag, 304, single ranges, immutable caching, no metadata. A private
+    image's answer only its owner or a share link (`exp`, `sig`) gets, never kept by shared caches; an
+    image that ends is cached no longer than it lives.
     """
     state = request.app.state  # a hot read, like read_image: no dependencies
     widths = state.settings.variant_widths
-    asked = parse_variant_query(request, widths)
-    if asked is None:
-        stored = await delivery.find_original(state.sessionmaker, state.cache, image_id, widths)
-        return await stored_file_response(request, state.storage, stored)
+    query = parse_file_query(request, widths)
     metadata, _ = await image_service.get_image_metadata(
         state.sessionmaker, state.cache, image_id, variant_widths=widths
     )
+    caching = image_access.PUBLIC_FOREVER
+    if query.share is not None or image_access.restricted(metadata.value):
+        caching = await image_access.file_access(
+            metadata.value,
+            query.shared_file(metadata.value["id"]),
+            share=query.share,
+            secret=state.jwt_secret,
+            load_principal=lambda: _caller(request),
+        )
+    asked = query.variant
+    if asked is None:
+        stored = delivery.original_from_metadata(metadata.value)
+        return await stored_file_response(request, state.storage, stored, caching)
     variants: VariantService = state.variants
     recipe = asked.recipe_for(metadata.value)
     stored = await variants.find(metadata.value, recipe)
     try:
-        response = await stored_file_response(request, state.storage, stored)
+        response = await stored_file_response(request, state.storage, stored, caching)
     except ImageNotFound:
         # The object this process remembered went with the content's last image (the content may have
         # been uploaded again since): forget it and look once more, which renders it again if need be.
         variants.forget(metadata.value["checksum"], recipe.name(variants.encoders))
         stored = await variants.find(metadata.value, recipe)
-        response = await stored_file_response(request, state.storage, stored)
+        response = await stored_file_response(request, state.storage, stored, caching)
     if asked.negotiated:
         response.headers["Vary"] = "Accept"
     return response
@@ -226,7 +289,21 @@ THUMBNAIL_RESPONSES: dict[int | str, dict[str, Any]] = {
     206: {"description": "One byte range of the thumbnail."},
     302: {"description": "Redirect to a short-lived URL of the object store (FILE_DELIVERY=presigned-redirect)."},
     304: {"description": "Not modified (If-None-Match matched the ETag)."},
-    **error_responses(ImageNotFound, ThumbnailNotReady, RangeNotSatisfiable, StorageUnavailable),
+    **error_responses(
+        ImageNotFound,
+        ThumbnailNotReady,
+        RangeNotSatisfiable,
+        StorageUnavailable,
+        InvalidVariant,
+        ShareLinkExpired,
+        Unauthorized,
+        TokenExpired,
+        InsufficientScope,
+    ),
+}
+THUMBNAIL_PARAMETERS = {
+    "parameters": [*SHARE_LINK_PARAMETERS, *CONDITIONAL_REQUEST_PARAMETERS["parameters"]],
+    "security": FILE_SECURITY,
 }
 
 
@@ -235,17 +312,26 @@ THUMBNAIL_RESPONSES: dict[int | str, dict[str, Any]] = {
     response_class=Response,
     responses=THUMBNAIL_RESPONSES,
     operation_id="download_thumbnail",
-    openapi_extra=CONDITIONAL_REQUEST_PARAMETERS,
+    openapi_extra=THUMBNAIL_PARAMETERS,
 )
 @router.head(
     "/{image_id}/thumbnail",
     response_class=Response,
     responses=THUMBNAIL_RESPONSES,
     operation_id="head_thumbnail",
-    openapi_extra=CONDITIONAL_REQUEST_PARAMETERS,
+    openapi_extra=THUMBNAIL_PARAMETERS,
 )
 async def download_thumbnail(request: Request, image: ImageDep, storage: StorageDep) -> Response:
-    """The 300 px thumbnail, or THUMBNAIL_NOT_READY while it is being made."""
+    """The 300 px thumbnail, or THUMBNAIL_NOT_READY while it is being made (read like the file: a private
+    image's by its owner or through a share link)."""
+    # Before anything about the thumbnail is told: its state would tell that the image exists.
+    caching = await image_access.file_access(
+        image,
+        SharedFile(image.id, share_links.THUMBNAIL),
+        share=share_pass_of(dict(request.query_params)),
+        secret=request.app.state.jwt_secret,
+        load_principal=lambda: _caller(request),
+    )
     if image.thumbnail_status == ThumbnailStatus.FAILED:
         raise ThumbnailNotReady(
             "No thumbnail can be made for this image.",
@@ -253,7 +339,72 @@ async def download_thumbnail(request: Request, image: ImageDep, storage: Storage
         )
     if image.thumbnail_status != ThumbnailStatus.READY:
         raise ThumbnailNotReady(details={"thumbnail_status": image.thumbnail_status}, headers={"Retry-After": "1"})
-    return await stored_file_response(request, storage, delivery.thumbnail_file(image))
+    return await stored_file_response(request, storage, delivery.thumbnail_file(image), caching)
+
+
+@router.post(
+    "/{image_id}/share",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ShareLink,
+    responses=error_responses(
+        ImageNotFound, Unauthorized, TokenExpired, Forbidden, InsufficientScope, ValidationFailed
+    ),
+)
+async def share_image(
+    body: ShareRequest,
+    request: Request,
+    image: ImageDep,
+    principal: OptionalPrincipalDep,
+    settings: SettingsDep,
+) -> ShareLink:
+    """A signed link to your image's file (or a variant: `w`, `format`) that works without credentials for
+    `expires_in` seconds, and never past the image's own expiry; also the thumbnail's, once it is ready.
+
+    For private images above all; an altered link (another image, variant or expiry) fails. Needs the owner's
+    login or an API key with `images:read`.
+    """
+    image_access.require_manager(image, principal, image_access.READ_SCOPE)
+    shared = share_links.share_image(
+        request.app.state.jwt_secret,
+        image,
+        lifetime=image_service.expiry_from(body.expires_in, settings.max_expiry_days),
+        width=body.w,
+        image_format=body.format,
+        widths=settings.variant_widths,
+        now=utc_now(),
+    )
+    base = str(request.base_url).rstrip("/")
+    return ShareLink(
+        url=base + shared.file,
+        thumbnail_url=None if shared.thumbnail is None else base + shared.thumbnail,
+        expires_at=shared.expires_at,
+    )
+
+
+@router.patch(
+    "/{image_id}",
+    response_model=ImageRead,
+    responses=error_responses(
+        ImageNotFound, Unauthorized, TokenExpired, Forbidden, InsufficientScope, ValidationFailed
+    ),
+)
+async def update_image(
+    body: ImageUpdate,
+    image: ImageDep,
+    session: SessionDep,
+    cache: CacheDep,
+    principal: OptionalPrincipalDep,
+    settings: SettingsDep,
+) -> ImageRead:
+    """Change your image's `visibility` and/or `expires_in` (seconds from now; null: never expires).
+
+    Needs the owner's login or an API key with `images:upload`.
+    """
+    image_access.require_manager(image, principal, "images:upload")
+    updated = await image_service.update_image(
+        session, image, body, max_expiry_days=settings.max_expiry_days, forget_cached=cache.invalidate
+    )
+    return ImageRead.describe(updated, settings.variant_widths)
 
 
 @router.delete(

@@ -5,6 +5,7 @@ pgqueuer delivers a job to one worker, re-delivers it when that worker stops bea
 unexpected error as `failed` for an operator. The image row stays the truth about a thumbnail
 (ADR 0016): the job claims it with a lease this process renews, and this process sweeps for pending
 rows that nobody holds and queues their jobs again, so a lost message never means a lost thumbnail.
+It also removes expired images (`services.expiry`): their state is their row too.
 
 Stopping (SIGTERM): no new job is taken, running jobs get WORKER_SHUTDOWN_SECONDS to finish, and the
 rest are handed back: re-queued at once for another worker, their claims released.
@@ -26,6 +27,7 @@ from app.jobs import maintenance
 from app.jobs.kinds import REGENERATE, SCRUB, THUMBNAIL, Priority
 from app.jobs.queue import JobQueue
 from app.jobs.resources import JobResources
+from app.services import expiry
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class Worker:
         helpers = [
             asyncio.create_task(self._resources.thumbnails.keep_leases(), name="lease-renewals"),
             asyncio.create_task(self._resources.thumbnails.sweep(self.sweep_once), name="thumbnail-sweeps"),
+            asyncio.create_task(self._expiry_sweeps(), name="expiry-sweeps"),
             asyncio.create_task(self._stop_when(stop, manager), name="worker-stop"),
         ]
         logger.info("worker started: %d jobs at once", jobs_at_once)
@@ -83,6 +86,13 @@ class Worker:
         if added:
             logger.info("queued %d thumbnail jobs found by the sweep", added)
         return added
+
+    async def _expiry_sweeps(self) -> None:
+        """Remove expired images and ended accounts, beside the jobs (ADR 0017)."""
+        resources = self._resources
+        await expiry.run_sweeps(
+            resources.sessionmaker, resources.storage, resources.cache, resources.settings.expiry_sweep_interval_seconds
+        )
 
     async def _stop_when(self, stop: asyncio.Event, manager: QueueManager) -> None:
         await stop.wait()

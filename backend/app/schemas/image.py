@@ -94,3 +94,35 @@ class ImageUploaded(ImageRead):
 class ImagePage(BaseModel):
     items: list[ImageRead]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class ImageUpdate(BaseModel):
+    """What an owner may change about an image; a field left out stays as it is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    visibility: Literal["unlisted", "private"] | None = Field(
+        default=None, description="`unlisted` (anyone with the link) or `private` (you, and your share links)."
+    )
+    expires_in: int | None = Field(
+        default=None,
+        description="Seconds from now until the image is deleted (at most MAX_EXPIRY_DAYS); null: never.",
+    )
+
+
+class ShareRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires_in: int = Field(ge=1, description="Seconds the link works (at most MAX_EXPIRY_DAYS, never past the image).")
+    w: int | None = Field(default=None, description="A variant width (see the image's `variant_widths`).")
+    format: Literal["jpeg", "png", "webp", "avif", "auto"] | None = Field(
+        default=None, description="A variant format, as a file link's `format`."
+    )
+
+
+class ShareLink(BaseModel):
+    url: str = Field(
+        description="The signed link to the file (or the variant asked for): anyone holding it may fetch it."
+    )
+    thumbnail_url: str | None = Field(description="A signed link to the thumbnail, null until it is ready.")
+    expires_at: datetime = Field(description="When the links stop working (403 SHARE_LINK_EXPIRED).")

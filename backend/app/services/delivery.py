@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from app.errors import ThumbnailNotReady
 from app.models import Image
-from app.services import image_service
-from app.services.cache import MetadataCache
 
 
 @dataclass(frozen=True)
@@ -37,14 +32,6 @@ def original_from_metadata(metadata: dict[str, Any]) -> StoredFile:
         filename=metadata["filename"],
         modified=datetime.fromisoformat(metadata["created_at"]),
     )
-
-
-async def find_original(
-    sessionmaker: async_sessionmaker[AsyncSession], cache: MetadataCache, image_id: str, variant_widths: Sequence[int]
-) -> StoredFile:
-    """The original of `image_id`, described from the cache when warm (the hot path of direct links)."""
-    metadata, _ = await image_service.get_image_metadata(sessionmaker, cache, image_id, variant_widths=variant_widths)
-    return original_from_metadata(metadata.value)
 
 
 def thumbnail_file(image: Image) -> StoredFile:

@@ -1,12 +1,14 @@
-"""Image rules: look images up, list them, delete them (accepting uploads is `uploads`)."""
+"""Image rules: look images up, list them, change and delete them (accepting uploads is `uploads`)."""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.database import after_commit
@@ -20,8 +22,9 @@ from app.errors import (
 )
 from app.media.thumbnails import THUMBNAIL_CONTENT_TYPES, thumbnail_key
 from app.models import Image, User, Visibility
-from app.schemas.image import ImageRead
-from app.services import usage
+from app.models.base import utc_now
+from app.schemas.image import ImageRead, ImageUpdate
+from app.services import image_access, usage
 from app.services.cache import CacheStatus, Metadata, MetadataCache
 from app.services.content_store import collect_garbage
 from app.services.credentials import Principal
@@ -40,11 +43,14 @@ def parse_image_id(image_id: str) -> uuid.UUID:
         raise ImageNotFound(details={"id": image_id[:64]}) from None
 
 
-async def get_image(session: AsyncSession, image_id: str) -> Image:
-    """The image with this id; malformed and unknown ids alike are IMAGE_NOT_FOUND."""
+async def get_image(session: AsyncSession, image_id: str, *, for_update: bool = False) -> Image:
+    """The image with this id; malformed, unknown and expired ids alike are IMAGE_NOT_FOUND.
+
+    An expired image's row stays until the expiry sweep removes it; it is gone for every reader already.
+    """
     parsed = parse_image_id(image_id)
-    image = await session.get(Image, parsed)
-    if image is None:
+    image = await session.get(Image, parsed, with_for_update=for_update)
+    if image is None or image_access.is_expired(image):
         raise ImageNotFound(details={"id": str(parsed)})
     return image
 
@@ -80,6 +86,8 @@ def authorize_delete(image: Image, principal: Principal | None, delete_token: st
     """Only the owner (logged in, or a key with `images:delete`) or the holder of an anonymous upload's
     delete token may delete."""
     if image.owner_id is not None:
+        if image_access.is_private(image) and (principal is None or principal.user_id != image.owner_id):
+            raise image_access.not_found(image)  # to anyone else a private image is not there at all
         if principal is None:
             raise Unauthorized("Log in as the image's owner to delete it.")
         if principal.user_id != image.owner_id:
@@ -97,8 +105,11 @@ def authorize_delete(image: Image, principal: Principal | None, delete_token: st
 async def list_user_images(
     session: AsyncSession, user: User, *, limit: int, cursor: str | None
 ) -> tuple[list[Image], str | None]:
-    """One page of the user's images, newest first, and the cursor of the next page (or None)."""
-    query = select(Image).where(Image.owner_id == user.id)
+    """One page of the user's images, newest first, and the cursor of the next page (or None); expired
+    ones are gone already, whether or not the sweep has removed them yet."""
+    query = select(Image).where(
+        Image.owner_id == user.id, or_(Image.expires_at.is_(None), Image.expires_at > utc_now())
+    )
     if cursor:
         try:
             created_at, image_id = decode_cursor(cursor)
@@ -114,6 +125,92 @@ async def list_user_images(
     return page, next_cursor
 
 
+def _field_error(name: str, message: str) -> ValidationFailed:
+    error = {"loc": ["body", name], "msg": message, "type": "value_error"}
+    return ValidationFailed(message, details={"errors": [error]})
+
+
+def expiry_from(seconds: int, max_expiry_days: int) -> timedelta:
+    """`expires_in` seconds as a lifetime, within the bounds an upload has (1 s to MAX_EXPIRY_DAYS)."""
+    if not 1 <= seconds <= max_expiry_days * 86400:
+        raise _field_error("expires_in", f"expires_in is from 1 second to {max_expiry_days} days.")
+    return timedelta(seconds=seconds)
+
+
+async def update_image(
+    session: AsyncSession,
+    image: Image,
+    changes: ImageUpdate,
+    *,
+    max_expiry_days: int,
+    forget_cached: Callable[[uuid.UUID], Awaitable[None]],
+) -> Image:
+    """Change an image's visibility and/or expiry (`expires_in` seconds from now, null for never).
+
+    Cached metadata says both, so it is dropped once the change has committed.
+    """
+    if changes.visibility is not None:
+        image.visibility = Visibility(changes.visibility)
+    if "expires_in" in changes.model_fields_set:
+        seconds = changes.expires_in
+        image.expires_at = None if seconds is None else utc_now() + expiry_from(seconds, max_expiry_days)
+    await session.flush()
+    image_id = image.id
+
+    async def forget() -> None:
+        await forget_cached(image_id)
+
+    after_commit(session, forget)
+    return image
+
+
+@dataclass(frozen=True)
+class RemovedImage:
+    """What is left to collect once an image's row is gone: its objects, by content."""
+
+    image_id: uuid.UUID
+    checksum: str
+    keys: tuple[str | None, ...]
+
+
+async def remove_row(session: AsyncSession, image: Image) -> RemovedImage:
+    """Delete the row and stop counting it against its owner, in the session's transaction; what it
+    leaves is for `collect_removed` once that has committed."""
+    image_id = image.id
+    # The image's own thumbnail keys are deterministic: both candidates go, whatever the row said
+    # when loaded (a job may finish between our read and our commit).
+    keys = (
+        image.storage_key,
+        image.thumbnail_key,
+        *(thumbnail_key(str(image_id), kind) for kind in THUMBNAIL_CONTENT_TYPES),
+    )
+    if image.owner_id is not None:
+        await usage.release(session, image.owner_id, image.file_size)
+    await session.delete(image)
+    await session.flush()
+    return RemovedImage(image_id, image.checksum, keys)
+
+
+async def collect_removed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    storage: StorageBackend,
+    removed: RemovedImage,
+    forget_cached: Callable[[uuid.UUID], Awaitable[None]] | None,
+) -> None:
+    """After a removal committed: the cache entry goes, and the objects no other image uses.
+
+    The original and a ready thumbnail may be shared with other images of the same content
+    (ADR 0014): they go with the last row that names them.
+    """
+    if forget_cached is not None:
+        await forget_cached(removed.image_id)
+    try:
+        await collect_garbage(sessionmaker, storage, removed.checksum, removed.keys)
+    except Exception:
+        # The row is gone, so the image is gone for every client; an object left is an orphan.
+        logger.exception("image %s deleted but its objects could not be collected", removed.image_id)
+
+
 async def delete_image(
     session: AsyncSession,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -122,30 +219,10 @@ async def delete_image(
     *,
     forget_cached: Callable[[uuid.UUID], Awaitable[None]],
 ) -> None:
-    """Remove the row; once that has committed, the cache entry goes, and the objects no other image uses.
-
-    The original and a ready thumbnail may be shared with other images of the same content
-    (ADR 0014): they go with the last row that names them.
-    """
-    image_id, checksum = image.id, image.checksum
-    # The image's own thumbnail keys are deterministic: both candidates go, whatever the row said
-    # when loaded (a job may finish between our read and our commit).
-    keys = [
-        image.storage_key,
-        image.thumbnail_key,
-        *(thumbnail_key(str(image_id), kind) for kind in THUMBNAIL_CONTENT_TYPES),
-    ]
-    if image.owner_id is not None:
-        await usage.release(session, image.owner_id, image.file_size)
-    await session.delete(image)
-    await session.flush()
+    """Remove the row; once that has committed, the cache entry goes, and the objects no other image uses."""
+    removed = await remove_row(session, image)
 
     async def remove_objects() -> None:
-        await forget_cached(image_id)
-        try:
-            await collect_garbage(sessionmaker, storage, checksum, keys)
-        except Exception:
-            # The row is gone, so the image is gone for every client; an object left is an orphan.
-            logger.exception("image %s deleted but its objects could not be collected", image_id)
+        await collect_removed(sessionmaker, storage, removed, forget_cached)
 
     after_commit(session, remove_objects)

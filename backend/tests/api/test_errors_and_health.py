@@ -42,7 +42,7 @@ async def test_wrong_method_is_method_not_allowed(client: httpx.AsyncClient) -> 
     ("path", "allowed"),
     [
         ("/api/v1/images/upload", "POST"),  # not also the methods of /api/v1/images/{image_id}
-        (f"/api/v1/images/{uuid.UUID(int=1)}", "DELETE, GET"),
+        (f"/api/v1/images/{uuid.UUID(int=1)}", "DELETE, GET, PATCH"),
         (f"/api/v1/images/{uuid.UUID(int=1)}/file", "GET, HEAD"),
         ("/login", "GET, POST"),
     ],
@@ -50,7 +50,7 @@ async def test_wrong_method_is_method_not_allowed(client: httpx.AsyncClient) -> 
 async def test_method_not_allowed_lists_every_method_of_the_path(
     client: httpx.AsyncClient, path: str, allowed: str
 ) -> None:
-    response = await client.request("PATCH", path)
+    response = await client.request("PUT", path)
     assert response.status_code == 405
     assert response.headers["allow"] == allowed
 
