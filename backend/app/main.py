@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.api import auth, docs, health, images, users, web_forms, web_pages
+from app.api import auth, docs, health, images, users, web_account, web_forms, web_pages
 from app.api.errors import install_error_handlers
 from app.api.near_cache_hits import NearCacheHitMiddleware
 from app.api.rate_limits import RateLimitMiddleware
@@ -27,6 +27,7 @@ from app.jobs.queue import JobQueue, QueuedThumbnails
 from app.jobs.resources import JobResources
 from app.jobs.worker import Worker
 from app.schemas.errors import document_framework_errors
+from app.services import expiry
 from app.services.cache import MetadataCache
 from app.services.concurrency import UploadSlots
 from app.services.hot_files import HotFiles
@@ -115,6 +116,9 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.thumbnails = thumbnails
                 if settings.makes_thumbnails_in_api:
                     tasks.append(asyncio.create_task(thumbnails.run(), name="thumbnail-jobs"))
+                    # Background work runs here, so removing expired images does too (a worker's, otherwise).
+                    sweeps = expiry.run_sweeps(sessionmaker, storage, cache, settings.expiry_sweep_interval_seconds)
+                    tasks.append(asyncio.create_task(sweeps, name="expiry-sweeps"))
             tasks.append(asyncio.create_task(cache.listen_for_invalidations(), name="cache-invalidations"))
             logger.info("chitram started: env=%s storage=%s redis=%s", settings.app_env, storage.name, redis.state())
             yield
@@ -155,6 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(docs.router)
     app.include_router(web_pages.router)
     app.include_router(web_forms.router)
+    app.include_router(web_account.router)
     app.mount("/static", VersionedStaticFiles(directory=STATIC_DIR), name="static")
     # Added last = runs first: the client address is resolved before anything is counted by it.
     app.add_middleware(NearCacheHitMiddleware)

@@ -17,13 +17,11 @@ from app.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from app.models import ApiKey
 from app.schemas.account import (
     AccountDelete,
     ApiKeyCreate,
     ApiKeyCreated,
     ApiKeyList,
-    ApiKeyRead,
     PasswordChange,
     UsageRead,
 )
@@ -68,20 +66,6 @@ async def my_usage(principal: CurrentPrincipalDep, settings: SettingsDep) -> Usa
     )
 
 
-def _describe_key(key: ApiKey) -> ApiKeyRead:
-    return ApiKeyRead.model_validate(
-        {
-            "id": key.id,
-            "name": key.name,
-            "scopes": key.scopes,
-            "prefix": f"{api_keys.KEY_PREFIX}{key.public_id}",
-            "created_at": key.created_at,
-            "last_used_at": key.last_used_at,
-            "expires_at": key.expires_at,
-        }
-    )
-
-
 @router.post(
     "/me/api-keys",
     status_code=status.HTTP_201_CREATED,
@@ -96,13 +80,13 @@ async def create_api_key(body: ApiKeyCreate, principal: LoginDep, session: Sessi
     key, text = await api_keys.create_key(
         session, principal.user, name=body.name, scopes=body.scopes, expires_in_days=body.expires_in_days
     )
-    return ApiKeyCreated(**_describe_key(key).model_dump(), key=text)
+    return ApiKeyCreated(**api_keys.describe_key(key).model_dump(), key=text)
 
 
 @router.get("/me/api-keys", response_model=ApiKeyList, responses=ACCOUNT_ERRORS)
 async def list_api_keys(principal: LoginDep, session: SessionDep) -> ApiKeyList:
     """The account's keys, newest first, without their secrets."""
-    return ApiKeyList(items=[_describe_key(key) for key in await api_keys.list_keys(session, principal.user)])
+    return ApiKeyList(items=[api_keys.describe_key(key) for key in await api_keys.list_keys(session, principal.user)])
 
 
 @router.delete(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -11,9 +12,11 @@ from starlette.responses import RedirectResponse, Response
 from app.api.deps import SessionDep
 from app.api.web_support import login_url, render, safe_next
 from app.errors import ImageNotFound, Unauthorized
+from app.media.formats import GIF, JPEG, PNG
 from app.models import User
 from app.schemas.image import ImageRead
-from app.services import auth_service, image_service
+from app.services import auth_service, image_access, image_service
+from app.services.credentials import login_principal
 from app.services.tokens import decode_access_token
 
 router = APIRouter(include_in_schema=False)
@@ -108,17 +111,63 @@ async def image_page(image_id: str, request: Request, session: SessionDep, user:
         image = await image_service.get_image(session, image_id)
     except ImageNotFound:
         return render(request, "404.html", {"what": "image"}, status_code=404)
+    # An expired image is gone for everyone; a private one is, to all but its owner, as unknown as a made-up id.
+    if not image_access.visible_to(image, None if user is None else login_principal(user)):
+        return render(request, "404.html", {"what": "image"}, status_code=404)
     is_owner = user is not None and image.owner_id == user.id
+    described = ImageRead.describe(image, request.app.state.settings.variant_widths)
+    base_url = str(request.base_url).rstrip("/")
+    private = image_access.is_private(image)
     return render(
         request,
         "image.html",
         {
-            "image": ImageRead.describe(image, request.app.state.settings.variant_widths),
-            "direct_url": str(request.base_url).rstrip("/") + f"/api/v1/images/{image.id}/file",
+            "image": described,
+            "direct_url": base_url + described.url,
+            "page_url": base_url + described.page_url,
+            # A private image's picture never goes into tags that chat apps and crawlers read.
+            "preview": None if private else link_preview(described, base_url),
+            "noindex": private or image.expires_at is not None,
+            "can_share": is_owner and private,
             "can_delete_as_owner": is_owner,
             "needs_delete_token": image.owner_id is None,
         },
     )
+
+
+@dataclass(frozen=True)
+class LinkPreview:
+    """The picture a link preview (OpenGraph, Twitter card) shows: an absolute URL, its size and type."""
+
+    url: str
+    width: int
+    height: int
+    content_type: str
+
+
+# Link previews (Slack, Discord, Telegram, iMessage, Facebook, X) show these as they are; a GIF stays
+# the original, so an animation still plays. Anything else is offered as a JPEG variant.
+PREVIEW_AS_IS = frozenset({JPEG, PNG})
+PREVIEW_WIDTH = 1200  # what the big previews draw; smaller images are offered at their own size
+
+
+def link_preview(image: ImageRead, base_url: str) -> LinkPreview | None:
+    """The picture for an image's link previews, None when none can be offered."""
+    if image.content_type == GIF:
+        return LinkPreview(base_url + image.url, image.width, image.height, GIF)
+    if image.thumbnail_status == "failed" and image.content_type not in PREVIEW_AS_IS:
+        return None  # a variant is read as the thumbnail was: it would fail too
+    smaller = PREVIEW_WIDTH in image.variant_widths
+    # The variant's size, as the renderer fits it: PREVIEW_WIDTH wide, never upscaled (EXIF
+    # orientation aside, which the row does not record).
+    width, height = image.width, image.height
+    if smaller and image.width > PREVIEW_WIDTH:
+        width, height = PREVIEW_WIDTH, max(1, round(image.height * PREVIEW_WIDTH / image.width))
+    if image.content_type in PREVIEW_AS_IS:
+        query = f"?w={PREVIEW_WIDTH}" if smaller else ""
+        return LinkPreview(base_url + image.url + query, width, height, image.content_type)
+    query = f"?w={PREVIEW_WIDTH}&format=jpeg" if smaller else "?format=jpeg"
+    return LinkPreview(base_url + image.url + query, width, height, JPEG)
 
 
 @router.get("/login")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -35,6 +36,14 @@ CSRF_HEADER_NAME = "X-CSRF-Token"
 CSRF_FIELD_NAME = "csrf_token"
 CSRF_COOKIE_MAX_AGE = 60 * 60 * 24 * 30
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The upload form's expiry choices: (`expires_in` value, label, days it takes); "" is never.
+EXPIRY_CHOICES = (
+    ("", "Never", 0),
+    ("1h", "1 hour", 1),
+    ("1d", "1 day", 1),
+    ("7d", "7 days", 7),
+    ("30d", "30 days", 30),
+)
 
 # No inline scripts or styles anywhere: everything comes from /static. blob: is for upload previews.
 PAGE_SECURITY_HEADERS = {
@@ -87,6 +96,9 @@ def create_templates(settings: Settings) -> Jinja2Templates:
     templates.env.globals["allowed_formats_label"] = _join_words(labels)
     templates.env.globals["browser_native_types"] = BROWSER_NATIVE
     templates.env.globals["allow_anonymous_uploads"] = settings.allow_anonymous_uploads
+    templates.env.globals["expiry_choices"] = [
+        (value, label) for value, label, days in EXPIRY_CHOICES if days <= settings.max_expiry_days
+    ]
     templates.env.globals["shown_as_variants"] = shown_as_variants
     templates.env.globals["variant_url"] = variant_url
     templates.env.globals["variant_srcset"] = variant_srcset
@@ -94,7 +106,37 @@ def create_templates(settings: Settings) -> Jinja2Templates:
     templates.env.globals["page_sizes"] = page_sizes
     templates.env.globals["sizer_url"] = sizer_url
     templates.env.filters["placeholder_url"] = placeholder_url
+    templates.env.filters["byte_size"] = byte_size
+    templates.env.filters["time_left"] = time_left
+    templates.env.filters["utc_minute"] = utc_minute
     return templates
+
+
+def byte_size(count: int) -> str:
+    """`1.4 MB`, `820 KB`, `12 bytes`: binary units, as the upload page's limit is written."""
+    if count < 1024:
+        return f"{count} byte" + ("" if count == 1 else "s")
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{round(count / 1024)} KB"
+
+
+def time_left(moment: datetime, now: datetime | None = None) -> str:
+    """How long until `moment`, rounded in its largest unit: `7 days`, `5 hours`, `1 minute`, `moments`.
+
+    A minute's slack per unit, so an image just uploaded to last 7 days says 7 days, not 6.
+    """
+    seconds = (moment - (now or datetime.now(UTC))).total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size - 59:
+            amount = max(1, round(seconds / size))
+            return f"{amount} {unit}" + ("" if amount == 1 else "s")
+    return "moments"
+
+
+def utc_minute(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 # Pictures on pages come as variants (`?w=&format=auto`: AVIF or WebP where the browser takes them),

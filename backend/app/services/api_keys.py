@@ -22,6 +22,7 @@ from app.database import execute_alone, read_session
 from app.errors import ApiKeyNotFound, Unauthorized
 from app.models import ApiKey, User
 from app.models.base import utc_now
+from app.schemas.account import ApiKeyRead
 
 KEY_PREFIX = "chk_"
 PUBLIC_ID_BYTES = 8  # 16 hex characters: unique by construction, not secret
@@ -67,6 +68,21 @@ async def create_key(
     session.add(key)
     await session.flush()
     return key, f"{KEY_PREFIX}{public_id}_{secret}"
+
+
+def describe_key(key: ApiKey) -> ApiKeyRead:
+    """A key as its owner sees it listed: never its secret, its prefix to tell it from the others."""
+    return ApiKeyRead.model_validate(
+        {
+            "id": key.id,
+            "name": key.name,
+            "scopes": key.scopes,
+            "prefix": f"{KEY_PREFIX}{key.public_id}",
+            "created_at": key.created_at,
+            "last_used_at": key.last_used_at,
+            "expires_at": key.expires_at,
+        }
+    )
 
 
 async def list_keys(session: AsyncSession, user: User) -> list[ApiKey]:

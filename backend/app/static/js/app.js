@@ -1,4 +1,4 @@
-// Chitram's only script: upload helpers, copy buttons, the error toast and picture placeholders. No
+// Chitram's only script: upload helpers, copy buttons, share links, the error toast and picture placeholders. No
 // inline code anywhere (the Content-Security-Policy forbids it), so everything is wired here by ids,
 // classes and data attributes.
 (function () {
@@ -116,10 +116,16 @@
       var field = document.getElementById(button.dataset.copyTarget);
       if (!field) return;
       var done = function () { button.textContent = "Copied!"; };
+      // A field copies its value; anything else (a <pre> of commands) its text.
+      var text = "value" in field ? field.value : field.textContent;
+      var select = function () {
+        if ("select" in field) { field.select(); return; }
+        window.getSelection().selectAllChildren(field);
+      };
       if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(field.value).then(done, function () { field.select(); });
+        navigator.clipboard.writeText(text).then(done, select);
       } else {
-        field.select();
+        select();
         try { document.execCommand("copy"); done(); } catch (error) { /* the text stays selected */ }
       }
     });
@@ -195,6 +201,48 @@
     });
   }
 
+  // The CSRF token every page carries for HTMX (on <body>), for the few requests made with fetch.
+  function csrfToken() {
+    try { return JSON.parse(document.body.getAttribute("hx-headers"))["X-CSRF-Token"]; } catch (error) { return ""; }
+  }
+
+  // A private image's owner asks the API for a signed link (JSON both ways, so not an HTMX form).
+  function setupShareLinks() {
+    var form = document.getElementById("share-form");
+    if (!form) return;
+    var errorBox = document.getElementById("share-error");
+    var result = document.getElementById("share-result");
+    var field = document.getElementById("share-link");
+    var expires = document.getElementById("share-expires");
+    var button = form.querySelector("button[type=submit]");
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      errorBox.hidden = true;
+      button.disabled = true;
+      fetch(form.dataset.shareUrl, {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrfToken() },
+        body: JSON.stringify({ expires_in: parseInt(form.elements.expires_in.value, 10) })
+      }).then(function (response) {
+        return response.json().then(function (body) { return { ok: response.ok, status: response.status, body: body }; });
+      }).then(function (answer) {
+        if (!answer.ok) {
+          var detail = answer.body && answer.body.detail;
+          throw new Error(detail && typeof detail.message === "string" ? detail.message : "The link could not be made (" + answer.status + ").");
+        }
+        field.value = new URL(answer.body.url, window.location.href).href;
+        result.hidden = false;
+        result.querySelector("[data-copy-target]").textContent = "Copy";
+        expires.textContent = "Works until " + new Date(answer.body.expires_at).toLocaleString() + ".";
+        expires.hidden = false;
+      }).catch(function (error) {
+        errorBox.textContent = error.message || "Could not reach the server. Check your connection and try again.";
+        errorBox.hidden = false;
+      }).then(function () { button.disabled = false; });
+    });
+  }
+
   setupPlaceholders();  // now, not at DOMContentLoaded: a picture may arrive before that
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -203,5 +251,6 @@
     setupCopyButtons();
     setupJsonErrors();
     setupErrorToast();
+    setupShareLinks();
   });
 })();
