@@ -47,6 +47,10 @@ without its location and camera metadata, and once however often it is uploaded)
 a direct link and a 300 px thumbnail. Log in (Authorize, top right) to own your uploads; anonymous uploads get a
 one-time delete token instead.
 
+Tools use an API key (`chk_...`, made at `POST /api/v1/users/me/api-keys`), sent as `Authorization: Bearer <key>`
+or in the `X-API-Key` header wherever a login's token is accepted, within the key's scopes (`images:read`,
+`images:upload`, `images:delete`; a request outside them is 403 `INSUFFICIENT_SCOPE`).
+
 Every error has one shape: `{"detail": {"code": "...", "message": "...", "details": {...}}}`;
 `code` is stable and listed with each endpoint's responses.
 """

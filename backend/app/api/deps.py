@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
-from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+from fastapi.security import OAuth2PasswordBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,12 +24,13 @@ from app.services.uploads import ThumbnailQueue
 
 # auto_error=False: anonymous callers are allowed where the handler says so.
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
-# API keys (ADR 0017) may come as a Bearer token too; this header is for tools that set headers, not schemes.
+# API keys (ADR 0017) come as a Bearer token (what OpenAPI declares, through the scheme above) or in
+# this header, for tools that set headers rather than schemes. The header is read by `presented_credential`
+# and described in the API's description, not declared as a second scheme: OpenAPI tools take two
+# schemes as alternatives and test each alone, while every route reads both.
 API_KEY_HEADER = "X-API-Key"
-api_key_scheme = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="An API key (`chk_...`).")
-# Their names in OpenAPI, for routes that read credentials themselves (Swagger UI sends them only where declared).
+# Its name in OpenAPI, for routes that read credentials themselves (Swagger UI sends it only where declared).
 OAUTH2_SCHEME_NAME = oauth2_scheme.scheme_name
-API_KEY_SCHEME_NAME = api_key_scheme.scheme_name
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs plain `def` dependencies
@@ -117,9 +118,7 @@ def authorization_bearer(request: Request) -> str | None:
 
 
 async def _optional_principal(
-    request: Request,
-    token: Annotated[str | None, Depends(oauth2_scheme)],
-    _api_key: Annotated[str | None, Depends(api_key_scheme)],  # declared for OpenAPI; read from the request
+    request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]
 ) -> Principal | None:
     return await request_principal(request, token)
 

@@ -7,7 +7,6 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 
 from app.api.deps import (
-    API_KEY_SCHEME_NAME,
     OAUTH2_SCHEME_NAME,
     CacheDep,
     DeleteTokenDep,
@@ -71,7 +70,7 @@ router = APIRouter(prefix="/api/v1/images", tags=["images"])
     # The body and the optional Bearer token are read by the handler itself, so they are declared here.
     openapi_extra={
         "requestBody": UPLOAD_REQUEST_BODY,
-        "security": [{OAUTH2_SCHEME_NAME: []}, {API_KEY_SCHEME_NAME: []}],
+        "security": [{OAUTH2_SCHEME_NAME: []}],
     },
     responses=error_responses(
         InvalidRequest,
@@ -131,7 +130,7 @@ async def upload_image(request: Request) -> Response:
         200: {"headers": {"X-Cache": {"description": "HIT, MISS or DISABLED", "schema": {"type": "string"}}}},
         **error_responses(ImageNotFound, Unauthorized, TokenExpired, InsufficientScope),
     },
-    openapi_extra={"security": [{}, {OAUTH2_SCHEME_NAME: []}, {API_KEY_SCHEME_NAME: []}]},
+    openapi_extra={"security": [{}, {OAUTH2_SCHEME_NAME: []}]},
 )
 async def read_image(image_id: str, request: Request) -> Response:
     """Metadata of one image (served from the cache when warm: see `X-Cache`).
@@ -218,7 +217,7 @@ SHARE_LINK_PARAMETERS: list[dict[str, Any]] = [
     },
 ]
 # A private image's files are read with credentials (the owner) or a share link; public ones with neither.
-FILE_SECURITY: list[dict[str, list[str]]] = [{}, {OAUTH2_SCHEME_NAME: []}, {API_KEY_SCHEME_NAME: []}]
+FILE_SECURITY: list[dict[str, list[str]]] = [{}, {OAUTH2_SCHEME_NAME: []}]
 FILE_PARAMETERS = {
     "parameters": [*VARIANT_PARAMETERS, *SHARE_LINK_PARAMETERS, *CONDITIONAL_REQUEST_PARAMETERS["parameters"]],
     "security": FILE_SECURITY,

@@ -53,7 +53,7 @@ async def test_a_new_key_is_shown_once_and_stored_only_as_a_hash(client: httpx.A
     assert row is not None
     secret = key.split("_", 2)[2]
     assert row.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
-    assert secret not in str({column: getattr(row, column) for column in ApiKey.__table__.columns})
+    assert secret not in str({column.name: getattr(row, column.name) for column in ApiKey.__table__.columns})
 
 
 @pytest.mark.parametrize("header", ["Authorization", "X-API-Key"])
