@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from app.config import Settings
 from app.models import ApiKey
+from tests.conftest import _truncate_tables
 from tests.factories import bearer, make_distinct_jpeg, register, upload
 from tests.servers import app_servers
 
@@ -199,15 +200,19 @@ async def test_a_key_never_reaches_the_log_or_the_cache(
 async def test_revoking_takes_effect_at_once_on_every_process(settings: Settings, tmp_path: Path) -> None:
     """Two `python -m app` servers on one database, over real HTTP: a key revoked through one is refused
     by the other on the very next request (nothing about a key is cached)."""
-    with app_servers(settings, tmp_path, 2, start_timeout=120) as [(first_url, _), (second_url, _)]:
-        async with httpx.AsyncClient(base_url=first_url) as first, httpx.AsyncClient(base_url=second_url) as second:
-            account = await register(first, "two-processes@example.com")
-            created = await create_key(first, account["access_token"])
-            key = {"X-API-Key": created["key"]}
-            for _ in range(3):  # warm: whatever the second process could remember, it has seen
-                assert (await second.get("/api/v1/users/me/images", headers=key)).status_code == 200
-            revoked = await first.delete(f"{KEYS_URL}/{created['id']}", headers=bearer(account["access_token"]))
-            assert revoked.status_code == 204
-            refused = await second.get("/api/v1/users/me/images", headers=key)
-            assert (refused.status_code, refused.json()["detail"]["code"]) == (401, "UNAUTHORIZED")
-            assert (await upload(second, make_distinct_jpeg(), headers=key)).status_code == 401
+    # Servers of their own: the `app` fixture's clean-up does not run, so the rows go here.
+    try:
+        with app_servers(settings, tmp_path, 2, start_timeout=120) as [(first_url, _), (second_url, _)]:
+            async with httpx.AsyncClient(base_url=first_url) as first, httpx.AsyncClient(base_url=second_url) as second:
+                account = await register(first, "two-processes@example.com")
+                created = await create_key(first, account["access_token"])
+                key = {"X-API-Key": created["key"]}
+                for _ in range(3):  # warm: whatever the second process could remember, it has seen
+                    assert (await second.get("/api/v1/users/me/images", headers=key)).status_code == 200
+                revoked = await first.delete(f"{KEYS_URL}/{created['id']}", headers=bearer(account["access_token"]))
+                assert revoked.status_code == 204
+                refused = await second.get("/api/v1/users/me/images", headers=key)
+                assert (refused.status_code, refused.json()["detail"]["code"]) == (401, "UNAUTHORIZED")
+                assert (await upload(second, make_distinct_jpeg(), headers=key)).status_code == 401
+    finally:
+        await _truncate_tables(settings.database_url)

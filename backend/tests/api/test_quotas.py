@@ -10,6 +10,7 @@ import httpx
 
 from app.config import Settings
 from tests.api.apps import running_app
+from tests.conftest import _truncate_tables
 from tests.factories import bearer, make_distinct_jpeg, register, upload
 from tests.servers import app_servers
 
@@ -89,25 +90,32 @@ async def test_a_full_account_is_refused_and_deleting_makes_room(settings: Setti
 
 async def test_ten_parallel_uploads_over_two_processes_never_pass_the_quota(settings: Settings, tmp_path: Path) -> None:
     limited = settings.model_copy(update={"user_quota_images": 3, "upload_concurrency_limit": 20})
-    with app_servers(limited, tmp_path, 2, start_timeout=START_TIMEOUT_SECONDS) as servers:
-        urls = [url for url, _ in servers]
-        async with (
-            httpx.AsyncClient(base_url=urls[0], timeout=60) as first,
-            httpx.AsyncClient(base_url=urls[1], timeout=60) as second,
-        ):
-            account = await register(first, "parallel@example.com")
-            headers = bearer(account["access_token"])
-            bodies = [make_distinct_jpeg(200 + number, 150) for number in range(10)]
-            answers = await asyncio.gather(
-                *(upload(first if number % 2 else second, body, headers=headers) for number, body in enumerate(bodies))
-            )
-            outcomes = Counter(
-                answer.status_code if answer.status_code == 201 else answer.json()["detail"]["code"]
-                for answer in answers
-            )
-            assert outcomes == {201: 3, "QUOTA_EXCEEDED": 7}
-            listed = (await first.get("/api/v1/users/me/images", headers=headers)).json()["items"]
-            usage = (await second.get(USAGE_URL, headers=headers)).json()
-            assert (len(listed), usage["used_images"]) == (3, 3)
-            stored = sum(answer.json()["file_size"] for answer in answers if answer.status_code == 201)
-            assert usage["used_bytes"] == stored
+    # Servers of their own: the `app` fixture's clean-up does not run, so the rows go here.
+    try:
+        with app_servers(limited, tmp_path, 2, start_timeout=START_TIMEOUT_SECONDS) as servers:
+            urls = [url for url, _ in servers]
+            async with (
+                httpx.AsyncClient(base_url=urls[0], timeout=60) as first,
+                httpx.AsyncClient(base_url=urls[1], timeout=60) as second,
+            ):
+                account = await register(first, "parallel@example.com")
+                headers = bearer(account["access_token"])
+                bodies = [make_distinct_jpeg(200 + number, 150) for number in range(10)]
+                answers = await asyncio.gather(
+                    *(
+                        upload(first if number % 2 else second, body, headers=headers)
+                        for number, body in enumerate(bodies)
+                    )
+                )
+                outcomes = Counter(
+                    answer.status_code if answer.status_code == 201 else answer.json()["detail"]["code"]
+                    for answer in answers
+                )
+                assert outcomes == {201: 3, "QUOTA_EXCEEDED": 7}
+                listed = (await first.get("/api/v1/users/me/images", headers=headers)).json()["items"]
+                usage = (await second.get(USAGE_URL, headers=headers)).json()
+                assert (len(listed), usage["used_images"]) == (3, 3)
+                stored = sum(answer.json()["file_size"] for answer in answers if answer.status_code == 201)
+                assert usage["used_bytes"] == stored
+    finally:
+        await _truncate_tables(settings.database_url)
