@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -159,9 +160,29 @@ async def update_image(
 
     async def forget() -> None:
         await forget_cached(image_id)
+        # A reader that loaded the row before our commit may still write its older metadata to the cache
+        # after this invalidation (cache-aside's race, ADR 0006). For a delete that stale entry names
+        # nothing; here it could show a just-made-private image to everyone for a whole TTL. A second
+        # invalidation, once any such reader has long finished, closes the window.
+        task = asyncio.create_task(_forget_again(forget_cached, image_id))
+        _SECOND_INVALIDATIONS.add(task)
+        task.add_done_callback(_SECOND_INVALIDATIONS.discard)
 
     after_commit(session, forget)
     return image
+
+
+# Longer than a cache miss takes from its read to its write, by far; short enough to matter little.
+SECOND_INVALIDATION_DELAY_SECONDS = 2.0
+_SECOND_INVALIDATIONS: set[asyncio.Task[None]] = set()  # referenced until done, so none is collected early
+
+
+async def _forget_again(forget_cached: Callable[[uuid.UUID], Awaitable[None]], image_id: uuid.UUID) -> None:
+    await asyncio.sleep(SECOND_INVALIDATION_DELAY_SECONDS)
+    try:
+        await forget_cached(image_id)
+    except Exception:
+        logger.exception("second invalidation of image %s failed", image_id)
 
 
 @dataclass(frozen=True)

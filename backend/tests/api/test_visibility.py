@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -204,6 +205,32 @@ async def test_the_owner_makes_an_image_private_and_unlisted_again_at_once_even_
     back = await client.patch(urls(created["id"])["metadata"], json={"visibility": "unlisted"}, headers=bearer(token))
     assert back.json()["visibility"] == "unlisted"
     assert (await client.get(urls(created["id"])["file"])).headers["cache-control"] == IMMUTABLE
+
+
+async def test_a_stale_cache_write_racing_the_change_to_private_is_dropped_again(
+    api: tuple[FastAPI, httpx.AsyncClient], raw_redis: Redis
+) -> None:
+    """A reader that loaded the row before the change commits writes the unlisted metadata back after the
+    change's invalidation (cache-aside's race); the second invalidation removes it within seconds."""
+    app, client = api
+    owner = await register(client, "racing-owner@example.com")
+    created = await upload_image(app, client, bearer(owner["access_token"]))
+    key = f"chitram:image:{created['id']}"
+    assert (await client.get(urls(created["id"])["metadata"])).status_code == 200
+    stale = await raw_redis.get(key)
+    assert stale is not None  # what the slow reader holds: the unlisted metadata
+
+    changed = await client.patch(
+        urls(created["id"])["metadata"], json={"visibility": "private"}, headers=bearer(owner["access_token"])
+    )
+    assert changed.status_code == 200
+    await raw_redis.set(key, stale)  # the slow reader's write, after the first invalidation
+    deadline = asyncio.get_running_loop().time() + 5
+    while await raw_redis.exists(key):
+        assert asyncio.get_running_loop().time() < deadline, "the stale unlisted entry outlived the second invalidation"
+        await asyncio.sleep(0.1)
+    assert (await client.get(urls(created["id"])["metadata"])).status_code == 404
+    assert (await client.get(urls(created["id"])["file"])).status_code == 404
 
 
 async def test_only_the_owner_changes_an_image_with_a_login_or_an_upload_key(
