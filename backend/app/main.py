@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.api import auth, docs, health, images, users, web_account, web_forms, web_pages
+from app.api import auth, docs, health, image_sharing, images, users, web_account, web_forms, web_pages
 from app.api.errors import install_error_handlers
 from app.api.near_cache_hits import NearCacheHitMiddleware
 from app.api.rate_limits import RateLimitMiddleware
@@ -157,6 +157,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app, debug=settings.debug)
     install_web_error_handlers(app)
     app.include_router(images.router)
+    app.include_router(image_sharing.router)
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(health.router)

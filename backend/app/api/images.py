@@ -14,7 +14,6 @@ from app.api.deps import (
     OptionalPrincipalDep,
     SessionDep,
     SessionmakerDep,
-    SettingsDep,
     StorageDep,
     authorization_bearer,
     request_principal,
@@ -52,9 +51,8 @@ from app.media.formats import ALL_CONTENT_TYPES
 from app.media.thumbnails import THUMBNAIL_CONTENT_TYPES
 from app.media.variants import REQUESTABLE_FORMATS
 from app.models import ThumbnailStatus
-from app.models.base import utc_now
 from app.schemas.errors import error_responses
-from app.schemas.image import ImageRead, ImageUpdate, ImageUploaded, ShareLink, ShareRequest
+from app.schemas.image import ImageRead, ImageUploaded
 from app.services import delivery, image_access, image_service, share_links, usage
 from app.services.credentials import Principal
 from app.services.share_links import SharedFile
@@ -339,71 +337,6 @@ async def download_thumbnail(request: Request, image: ImageDep, storage: Storage
     if image.thumbnail_status != ThumbnailStatus.READY:
         raise ThumbnailNotReady(details={"thumbnail_status": image.thumbnail_status}, headers={"Retry-After": "1"})
     return await stored_file_response(request, storage, delivery.thumbnail_file(image), caching)
-
-
-@router.post(
-    "/{image_id}/share",
-    status_code=status.HTTP_201_CREATED,
-    response_model=ShareLink,
-    responses=error_responses(
-        ImageNotFound, Unauthorized, TokenExpired, Forbidden, InsufficientScope, ValidationFailed
-    ),
-)
-async def share_image(
-    body: ShareRequest,
-    request: Request,
-    image: ImageDep,
-    principal: OptionalPrincipalDep,
-    settings: SettingsDep,
-) -> ShareLink:
-    """A signed link to your image's file (or a variant: `w`, `format`) that works without credentials for
-    `expires_in` seconds, and never past the image's own expiry; also the thumbnail's, once it is ready.
-
-    For private images above all; an altered link (another image, variant or expiry) fails. Needs the owner's
-    login or an API key with `images:read`.
-    """
-    image_access.require_manager(image, principal, image_access.READ_SCOPE)
-    shared = share_links.share_image(
-        request.app.state.jwt_secret,
-        image,
-        lifetime=image_service.expiry_from(body.expires_in, settings.max_expiry_days),
-        width=body.w,
-        image_format=body.format,
-        widths=settings.variant_widths,
-        now=utc_now(),
-    )
-    base = str(request.base_url).rstrip("/")
-    return ShareLink(
-        url=base + shared.file,
-        thumbnail_url=None if shared.thumbnail is None else base + shared.thumbnail,
-        expires_at=shared.expires_at,
-    )
-
-
-@router.patch(
-    "/{image_id}",
-    response_model=ImageRead,
-    responses=error_responses(
-        ImageNotFound, Unauthorized, TokenExpired, Forbidden, InsufficientScope, ValidationFailed
-    ),
-)
-async def update_image(
-    body: ImageUpdate,
-    image: ImageDep,
-    session: SessionDep,
-    cache: CacheDep,
-    principal: OptionalPrincipalDep,
-    settings: SettingsDep,
-) -> ImageRead:
-    """Change your image's `visibility` and/or `expires_in` (seconds from now; null: never expires).
-
-    Needs the owner's login or an API key with `images:upload`.
-    """
-    image_access.require_manager(image, principal, "images:upload")
-    updated = await image_service.update_image(
-        session, image, body, max_expiry_days=settings.max_expiry_days, forget_cached=cache.invalidate
-    )
-    return ImageRead.describe(updated, settings.variant_widths)
 
 
 @router.delete(
