@@ -50,6 +50,14 @@ async def redis_url() -> AsyncIterator[str]:
         await client.aclose()
 
 
+@pytest.fixture
+async def raw_redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A separate client on the test's Redis database, to look at (or tamper with) what the app stored."""
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
 class RedisServer:
     """A `redis-server` on a fixed loopback port that a test can kill, pause and start again."""
 

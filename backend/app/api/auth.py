@@ -13,16 +13,12 @@ from app.models import User
 from app.schemas.errors import error_responses
 from app.schemas.user import AuthResponse, OAuth2TokenResponse, UserCreate, UserLogin, UserRead
 from app.services import auth_service
-from app.services.tokens import create_access_token
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
 
 def _auth_response(request: Request, user: User, expire_minutes: int) -> AuthResponse:
-    token, expires_at = create_access_token(
-        user.id, version=user.token_version, secret=request.app.state.jwt_secret, expire_minutes=expire_minutes
-    )
-    return AuthResponse(user=UserRead.model_validate(user), access_token=token, expires_at=expires_at)
+    return auth_service.login_answer(user, secret=request.app.state.jwt_secret, expire_minutes=expire_minutes)
 
 
 @router.post(

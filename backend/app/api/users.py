@@ -27,9 +27,8 @@ from app.schemas.account import (
 )
 from app.schemas.errors import error_responses
 from app.schemas.image import ImagePage, ImageRead
-from app.schemas.user import AuthResponse, UserRead
-from app.services import account_service, api_keys, image_service
-from app.services.tokens import create_access_token
+from app.schemas.user import AuthResponse
+from app.services import account_service, api_keys, auth_service, image_service
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -112,13 +111,9 @@ async def change_password(
     """Change the password. Every access token issued before stops working (other sessions are logged out);
     the answer carries a new one for this client. API keys keep working."""
     user = await account_service.change_password(session, principal.user, body.current_password, body.new_password)
-    token, expires_at = create_access_token(
-        user.id,
-        version=user.token_version,
-        secret=request.app.state.jwt_secret,
-        expire_minutes=settings.jwt_expire_minutes,
+    return auth_service.login_answer(
+        user, secret=request.app.state.jwt_secret, expire_minutes=settings.jwt_expire_minutes
     )
-    return AuthResponse(user=UserRead.model_validate(user), access_token=token, expires_at=expires_at)
 
 
 @router.delete(

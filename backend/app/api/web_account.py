@@ -18,13 +18,12 @@ from starlette.responses import RedirectResponse, Response
 
 from app.api.deps import CacheDep, SessionDep, SettingsDep
 from app.api.web_pages import SessionExpired, WebUserDep
-from app.api.web_support import check_csrf, login_url, render, set_session_cookie
+from app.api.web_support import check_csrf, logged_in_redirect, login_url, render
 from app.database import after_commit
 from app.errors import ApiKeyNotFound, AppError
 from app.models import User
 from app.schemas.account import ApiKeyCreate, PasswordChange
 from app.services import account_service, api_keys, uploader_configs
-from app.services.tokens import create_access_token
 
 router = APIRouter(include_in_schema=False)
 
@@ -95,15 +94,7 @@ async def change_password(
         changed = await account_service.change_password(session, account, change.current_password, change.new_password)
     except AppError as error:
         return refused(error.message, error.status_code)
-    token, _ = create_access_token(
-        changed.id,
-        version=changed.token_version,
-        secret=request.app.state.jwt_secret,
-        expire_minutes=settings.jwt_expire_minutes,
-    )
-    response = RedirectResponse("/account?password=changed", status_code=303)
-    set_session_cookie(response, token, settings, request.app.state.session_cookie_name)
-    return response
+    return logged_in_redirect(request, changed, "/account?password=changed", settings)
 
 
 @router.post("/account/delete")

@@ -19,32 +19,18 @@ from app.api.deps import (
 )
 from app.api.upload_body import store_upload
 from app.api.web_pages import WebUserDep
-from app.api.web_support import check_csrf, render, safe_next, set_session_cookie
+from app.api.web_support import check_csrf, logged_in_redirect, render, safe_next
 from app.database import abandon
 from app.errors import AppError, DeleteTokenRequired, ImageNotFound, InvalidCredentials
-from app.models import User
 from app.schemas.image import ImageRead
 from app.schemas.user import UserCreate
 from app.services import auth_service, image_service
 from app.services.credentials import login_principal
-from app.services.tokens import create_access_token
 
 router = APIRouter(include_in_schema=False)
 
 FormText = Annotated[str, Form(max_length=1024)]
 OptionalFormText = Annotated[str | None, Form(max_length=1024)]
-
-
-def _logged_in(request: Request, user: User, next_path: str, settings: SettingsDep) -> Response:
-    token, _ = create_access_token(
-        user.id,
-        version=user.token_version,
-        secret=request.app.state.jwt_secret,
-        expire_minutes=settings.jwt_expire_minutes,
-    )
-    response = RedirectResponse(safe_next(next_path), status_code=303)
-    set_session_cookie(response, token, settings, request.app.state.session_cookie_name)
-    return response
 
 
 @router.post("/login")
@@ -63,7 +49,7 @@ async def login(
     except InvalidCredentials as error:
         context = {"error": error.message, "email": email, "next": safe_next(next)}
         return render(request, "login.html", context, status_code=401)
-    return _logged_in(request, user, next or "/", settings)
+    return logged_in_redirect(request, user, next or "/", settings)
 
 
 @router.post("/register")
@@ -89,7 +75,7 @@ async def register(
         # A lost registration race leaves the transaction failed: undo it before answering.
         await abandon(session)
         return render(request, "register.html", {**context, "error": error.message}, status_code=error.status_code)
-    return _logged_in(request, user, next or "/", settings)
+    return logged_in_redirect(request, user, next or "/", settings)
 
 
 @router.post("/logout")

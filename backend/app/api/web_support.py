@@ -19,14 +19,16 @@ from urllib.parse import quote, urlsplit
 from fastapi import Request
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import Scope
 
 from app.config import Settings
 from app.errors import Forbidden
 from app.media.formats import BROWSER_NATIVE, EXTENSIONS, HEIC, HEIF, LABELS
 from app.media.placeholders import placeholder_data_url
+from app.models import User
 from app.schemas.image import ImageRead
+from app.services.tokens import create_access_token
 
 APP_DIR = Path(__file__).resolve().parents[1]
 TEMPLATES_DIR = APP_DIR / "templates"
@@ -300,3 +302,16 @@ def safe_next(candidate: str | None, default: str = "/") -> str:
 
 def login_url(next_path: str) -> str:
     return f"/login?next={quote(next_path, safe='/')}"
+
+
+def logged_in_redirect(request: Request, user: User, next_path: str, settings: Settings) -> Response:
+    """Send the browser on to `next_path` with a fresh session for `user` (login, registration, new password)."""
+    token, _ = create_access_token(
+        user.id,
+        version=user.token_version,
+        secret=request.app.state.jwt_secret,
+        expire_minutes=settings.jwt_expire_minutes,
+    )
+    response = RedirectResponse(safe_next(next_path), status_code=303)
+    set_session_cookie(response, token, settings, request.app.state.session_cookie_name)
+    return response

@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.database import read_session
 from app.errors import EmailExists, InvalidCredentials, Unauthorized
 from app.models import User
+from app.schemas.user import AuthResponse, UserRead
 from app.services.passwords import hash_password, verify_password
+from app.services.tokens import create_access_token
 
 
 def normalise_email(email: str) -> str:
@@ -64,3 +66,11 @@ async def get_active_user(session: AsyncSession, user_id: uuid.UUID) -> User:
     if user is None or not user.is_active:
         raise Unauthorized("The account for this token no longer exists.")
     return user
+
+
+def login_answer(user: User, *, secret: str, expire_minutes: int) -> AuthResponse:
+    """The account and a fresh access token of its current version (login, registration, password change)."""
+    token, expires_at = create_access_token(
+        user.id, version=user.token_version, secret=secret, expire_minutes=expire_minutes
+    )
+    return AuthResponse(user=UserRead.model_validate(user), access_token=token, expires_at=expires_at)

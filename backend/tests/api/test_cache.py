@@ -23,14 +23,6 @@ from tests.conftest import TEST_CLIENT_ADDRESS
 from tests.factories import bearer, make_jpeg, register, token_of, upload, upload_ok
 
 
-@pytest.fixture
-async def raw_redis(redis_url: str) -> AsyncIterator[Redis]:
-    """A separate client on the test's Redis database, to look at what the app stored."""
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
 def metadata_url(image_id: str) -> str:
     return f"/api/v1/images/{image_id}"
 

@@ -27,13 +27,6 @@ async def api(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncCli
         yield running
 
 
-@pytest.fixture
-async def raw_redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
 async def upload_image(
     app: FastAPI, client: httpx.AsyncClient, headers: dict[str, str] | None = None, **fields: str
 ) -> dict[str, Any]:

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-import pytest
 from redis.asyncio import Redis
 
 from app.services.cache import Metadata, MetadataCache
@@ -57,13 +56,6 @@ async def process_cache(url: str, *, near_ttl_seconds: float = 30.0) -> AsyncIte
 
 async def _true(value: bool) -> bool:
     return value
-
-
-@pytest.fixture
-async def raw_redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_warm_entry_is_served_from_memory_until_another_process_announces_a_change(

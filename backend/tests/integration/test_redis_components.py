@@ -63,13 +63,6 @@ async def handle(redis_url: str) -> AsyncIterator[RedisHandle]:
     await redis.close()
 
 
-@pytest.fixture
-async def raw_redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
 # --- metadata cache -------------------------------------------------------------------------------
 
 
