@@ -41,11 +41,12 @@ _COLUMNS_0003 = (
     ("thumbnail_lease_until", UTCDateTime()),
 )
 IMAGES_0003 = sa.table("images", *(sa.column(name, kind) for name, kind in _COLUMNS_0003))
-# At head, such rows also say that their original was not stripped.
+# At head, such rows also say that their original was not stripped (and, as every old row, that it is unlisted).
 IMAGES_AT_HEAD = sa.table(
     "images",
     *(sa.column(name, kind) for name, kind in _COLUMNS_0003),
     sa.column("metadata_stripped", sa.Boolean()),
+    sa.column("visibility", sa.String()),
 )
 
 
@@ -85,7 +86,8 @@ async def insert_legacy_rows(database_url: str, images: list[LegacyImage], *, at
     try:
         async with engine.begin() as connection:
             for number, image in enumerate(images):
-                table, extra = (IMAGES_AT_HEAD, {"metadata_stripped": False}) if at_head else (IMAGES_0003, {})
+                at_head_extra = {"metadata_stripped": False, "visibility": "unlisted"}
+                table, extra = (IMAGES_AT_HEAD, at_head_extra) if at_head else (IMAGES_0003, {})
                 await connection.execute(
                     table.insert().values(
                         **extra,

@@ -150,7 +150,8 @@ async def _read_back(client: httpx.AsyncClient, image_ids: list[str]) -> list[Se
         metadata = response.json()
         links = {}
         for field, link in sorted(metadata.items()):
-            if field.endswith("url") and link:
+            # The files and thumbnails; `page_url` is HTML, different on every answer (its CSRF token and nonce).
+            if field.endswith("url") and link and link.startswith("/api/"):
                 download = await client.get(link)
                 assert download.status_code == 200, f"{field} {link}: {download.status_code}"
                 links[field] = (download.content, download.headers["content-type"])
