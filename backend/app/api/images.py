@@ -16,6 +16,7 @@ from app.api.deps import (
     SessionmakerDep,
     StorageDep,
     authorization_bearer,
+    presented_credential,
     request_principal,
 )
 from app.api.file_responses import CONDITIONAL_REQUEST_PARAMETERS, stored_file_response
@@ -53,7 +54,7 @@ from app.media.variants import REQUESTABLE_FORMATS
 from app.models import ThumbnailStatus
 from app.schemas.errors import error_responses
 from app.schemas.image import ImageRead, ImageUploaded
-from app.services import delivery, image_access, image_service, share_links, usage
+from app.services import credentials, delivery, image_access, image_service, share_links
 from app.services.credentials import Principal
 from app.services.share_links import SharedFile
 from app.services.variants import VariantService
@@ -100,20 +101,17 @@ async def upload_image(request: Request) -> Response:
     # No dependencies, like the hot reads (each costs a resolution per request: docs/performance.md).
     # The token is checked before an upload slot is taken or a byte of the body is read.
     state = request.app.state
-    principal = await request_principal(request, authorization_bearer(request))
-    if principal is None and not state.settings.allow_anonymous_uploads:
+    presented = presented_credential(request, authorization_bearer(request))
+    owner = None
+    if presented is not None:
+        owner = await credentials.uploader(
+            state.sessionmaker, presented, jwt_secret=state.jwt_secret, settings=state.settings
+        )
+    elif not state.settings.allow_anonymous_uploads:
         raise Unauthorized("Anonymous uploads are disabled; log in to upload.")
-    if principal is not None:
-        principal.require("images:upload")
-        usage.check_room(principal.user, state.settings)  # a full account is told before it sends the body
     async with state.upload_slots.acquire():
         image, delete_token = await store_upload(
-            request,
-            state.sessionmaker,
-            state.storage,
-            state.settings,
-            state.thumbnails,
-            owner_id=None if principal is None else principal.user_id,
+            request, state.sessionmaker, state.storage, state.settings, state.thumbnails, owner=owner
         )
     uploaded = ImageUploaded.describe(image, state.settings.variant_widths).model_copy(
         update={"delete_token": delete_token}

@@ -8,7 +8,6 @@ as soon as the bytes received pass the limit. The file part spools to disk above
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -26,6 +25,7 @@ from app.models import Image, Visibility
 from app.models.base import utc_now
 from app.schemas.upload import ReceivedUpload
 from app.services import uploads
+from app.services.credentials import Uploader
 from app.services.storage import StorageBackend
 from app.services.uploads import ThumbnailQueue, UploadOptions
 from app.utils.durations import parse_duration
@@ -175,18 +175,18 @@ async def store_upload(
     storage: StorageBackend,
     settings: Settings,
     thumbnails: ThumbnailQueue,
-    owner_id: uuid.UUID | None,
+    owner: Uploader | None,
 ) -> tuple[Image, str | None]:
     """Read the upload from the body and hand it to the image service; the spooled file is closed after."""
     received = await receive_upload(request, settings.max_file_size_bytes, settings.upload_read_timeout_seconds)
     try:
-        options = upload_options(received.fields, settings, anonymous=owner_id is None)
+        options = upload_options(received.fields, settings, anonymous=owner is None)
         return await uploads.create_image(
             sessionmaker,
             storage,
             settings,
             received,
-            owner_id=owner_id,
+            owner=owner,
             client_ip=client_ip(request),
             thumbnails=thumbnails,
             options=options,

@@ -25,7 +25,7 @@ from app.errors import AppError, DeleteTokenRequired, ImageNotFound, InvalidCred
 from app.schemas.image import ImageRead
 from app.schemas.user import UserCreate
 from app.services import auth_service, image_service
-from app.services.credentials import login_principal
+from app.services.credentials import Uploader, login_principal
 
 router = APIRouter(include_in_schema=False)
 
@@ -99,12 +99,10 @@ async def upload(
     check_csrf(request)
     if user is None and not settings.allow_anonymous_uploads:
         return render(request, "_upload_error.html", {"message": "Log in to upload."}, status_code=401)
-    owner_id = None if user is None else user.id
+    owner = None if user is None else Uploader(user.id)
     sessionmaker = request.app.state.sessionmaker
     try:
-        image, delete_token = await store_upload(
-            request, sessionmaker, storage, settings, thumbnails, owner_id=owner_id
-        )
+        image, delete_token = await store_upload(request, sessionmaker, storage, settings, thumbnails, owner=owner)
     except AppError as error:
         # Nothing to undo: an upload that fails writes no row and leaves no blob behind.
         return render(request, "_upload_error.html", {"message": error.message}, status_code=error.status_code)

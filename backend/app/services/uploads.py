@@ -34,6 +34,7 @@ from app.models.base import utc_now
 from app.schemas.upload import ReceivedUpload
 from app.services import usage
 from app.services.content_store import collect_garbage, lock_content, original_key
+from app.services.credentials import Uploader
 from app.services.storage import StorageBackend
 from app.services.thumbnail_jobs import NewUpload
 from app.services.tokens import hash_delete_token, new_delete_token
@@ -97,7 +98,7 @@ async def create_image(
     settings: Settings,
     upload: ReceivedUpload,
     *,
-    owner_id: uuid.UUID | None,
+    owner: Uploader | None,
     client_ip: str | None,
     thumbnails: ThumbnailQueue,
     options: UploadOptions = UploadOptions(),
@@ -108,14 +109,17 @@ async def create_image(
     Returns the image (not bound to a session) and, for an anonymous upload, its delete token: shown
     once, stored hashed. Once this returns, the image exists for every client.
     """
-    ready = await run_blocking(partial(_prepare, upload, settings, anonymous=owner_id is None))
+    ready = await run_blocking(partial(_prepare, upload, settings, anonymous=owner is None))
     prepared, delete_token = ready.upload, ready.delete_token
-    row = _new_row(ready, upload, owner_id=owner_id, client_ip=client_ip, options=options)
+    row = _new_row(
+        ready, upload, owner_id=None if owner is None else owner.user_id, client_ip=client_ip, options=options
+    )
+    token_version = None if owner is None else owner.token_version
 
     inserted = None
     if await _content_stored(sessionmaker, row["storage_key"]):
         # A duplicate: its bytes and (usually) its thumbnail exist already; nothing needs decoding.
-        inserted = await _insert_row(sessionmaker, storage, settings, row, store=None)
+        inserted = await _insert_row(sessionmaker, storage, settings, row, token_version, store=None)
     decoded: DecodedFrame | None = None
     if inserted is None:
         decoded = await run_blocking(
@@ -126,7 +130,7 @@ async def create_image(
         row.update(thumbnail_lease_until=lease, thumbnail_attempts=0 if lease is None else 1)
         data, content_type = prepared.data, prepared.content_type
         store = partial(storage.save_blocking, row["storage_key"], io.BytesIO(data), len(data), content_type)
-        inserted = await _insert_row(sessionmaker, storage, settings, row, store=store)
+        inserted = await _insert_row(sessionmaker, storage, settings, row, token_version, store=store)
         if inserted is None:  # with a store to run, the row is written or an error is raised
             raise RuntimeError("the upload's row was not written")
 
@@ -180,6 +184,7 @@ async def _insert_row(
     storage: StorageBackend,
     settings: Settings,
     row: dict[str, Any],
+    token_version: int | None,
     *,
     store: Callable[[], None] | None,
 ) -> dict[str, Any] | None:
@@ -205,7 +210,7 @@ async def _insert_row(
                 values = row
             if row["owner_id"] is not None:
                 # Last, so the account's row is locked only for the INSERT and the commit.
-                await _count_against_owner(connection, row, settings)
+                await _count_against_owner(connection, row, settings, token_version)
             await connection.execute(_INSERT, values)
         return values
     except BaseException as error:
@@ -221,17 +226,21 @@ async def _insert_row(
         raise
 
 
-async def _count_against_owner(connection: AsyncConnection, row: dict[str, Any], settings: Settings) -> None:
+async def _count_against_owner(
+    connection: AsyncConnection, row: dict[str, Any], settings: Settings, token_version: int | None
+) -> None:
     """Reserve the owner's room for the row; UNAUTHORIZED or QUOTA_EXCEEDED when there is none.
 
-    The reservation is also the owner check: no account deleted or disabled between a lookup and the
-    write can own a new image.
+    The reservation is also the owner check: no account deleted or disabled (nor a token ended by a
+    password change) between a lookup and the write can own a new image.
     """
-    if await usage.reserve(connection, row["owner_id"], row["file_size"], settings):
+    if await usage.reserve(connection, row["owner_id"], row["file_size"], settings, token_version):
         return
     owner = (await connection.execute(_OWNER_USAGE, {"owner_id": row["owner_id"]})).first()
     if owner is None or not owner.is_active:
         raise Unauthorized("The account for this token no longer exists.")
+    if token_version is not None and owner.token_version != token_version:
+        raise Unauthorized("This session has ended (the password was changed); log in again.")
     raise usage.quota_error(owner.used_bytes, owner.used_images, row["file_size"], settings)
 
 
@@ -302,7 +311,9 @@ _ROW_COLUMNS = (
 )
 _ROW_PARAMETERS = {column: bindparam(column, type_=Image.__table__.c[column].type) for column in _ROW_COLUMNS}
 _INSERT = insert(Image).values(_ROW_PARAMETERS)
-_OWNER_USAGE = select(User.is_active, User.used_bytes, User.used_images).where(User.id == bindparam("owner_id"))
+_OWNER_USAGE = select(User.is_active, User.token_version, User.used_bytes, User.used_images).where(
+    User.id == bindparam("owner_id")
+)
 _ANY_ROW_NAMING = select(Image.id).where(Image.storage_key == bindparam("storage_key")).limit(1)
 # The row whose thumbnail a newcomer shares: a ready one first ("ready" > "pending" > "failed"), read
 # from the (storage_key, thumbnail_status) index without sorting however many copies there are.

@@ -41,10 +41,18 @@ def check_room(user: User, settings: Settings, file_size: int = 0) -> None:
         raise quota_error(user.used_bytes, user.used_images, file_size, settings)
 
 
-async def reserve(connection: AsyncConnection, owner_id: uuid.UUID, file_size: int, settings: Settings) -> bool:
-    """Count one more image of `file_size` bytes against an active account, if its quota allows.
+async def reserve(
+    connection: AsyncConnection,
+    owner_id: uuid.UUID,
+    file_size: int,
+    settings: Settings,
+    token_version: int | None = None,
+) -> bool:
+    """Count one more image of `file_size` bytes against an active account, if its quota allows (and, given a
+    login's `token_version`, if that is still the account's).
 
-    False when nothing was counted: the account is gone or disabled, or the quota would be passed.
+    False when nothing was counted: the account is gone or disabled, its token ended, or the quota would
+    be passed.
     """
     result = await connection.execute(
         _RESERVE,
@@ -53,6 +61,7 @@ async def reserve(connection: AsyncConnection, owner_id: uuid.UUID, file_size: i
             "file_size": file_size,
             "quota_bytes": settings.user_quota_bytes,
             "quota_images": settings.user_quota_images,
+            "presented_version": token_version,
         },
     )
     return result.rowcount == 1
@@ -66,6 +75,7 @@ async def release(session: AsyncSession | AsyncConnection, owner_id: uuid.UUID, 
 _QUOTA_BYTES = bindparam("quota_bytes", type_=User.used_bytes.type)
 _QUOTA_IMAGES = bindparam("quota_images", type_=User.used_images.type)
 _FILE_SIZE = bindparam("file_size", type_=User.used_bytes.type)
+_TOKEN_VERSION = bindparam("presented_version", type_=User.token_version.type)
 # Built once (building a statement costs about as much as running it).
 _RESERVE = (
     update(User)
@@ -73,6 +83,7 @@ _RESERVE = (
         and_(
             User.id == bindparam("owner_id"),
             User.is_active.is_(True),
+            or_(_TOKEN_VERSION.is_(None), User.token_version == _TOKEN_VERSION),
             or_(_QUOTA_BYTES.is_(None), User.used_bytes + _FILE_SIZE <= _QUOTA_BYTES),
             or_(_QUOTA_IMAGES.is_(None), User.used_images + literal(1) <= _QUOTA_IMAGES),
         )

@@ -47,6 +47,13 @@ async def test_changing_the_password_ends_every_older_token_but_not_the_keys(cli
         assert refused.status_code == 401
         assert "log in again" in refused.json()["detail"]["message"]
     assert (await client.get("/api/v1/auth/me", headers=bearer(fresh))).status_code == 200
+    # An upload checks the old token's version when it counts against the account: refused, nothing kept.
+    stale_upload = await upload(client, make_distinct_jpeg(), headers=bearer(other_session))
+    assert stale_upload.status_code == 401
+    assert "log in again" in stale_upload.json()["detail"]["message"]
+    assert (await upload(client, make_distinct_jpeg(), headers=bearer(fresh))).status_code == 201
+    listed = (await client.get("/api/v1/users/me/images", headers=bearer(fresh))).json()["items"]
+    assert len(listed) == 1
     assert (await client.get("/api/v1/users/me/images", headers={"X-API-Key": key})).status_code == 200
     old_login = await client.post("/api/v1/auth/login", json={"email": "change@example.com", "password": PASSWORD})
     assert old_login.status_code == 401
