@@ -208,10 +208,11 @@ async def _insert_row(
                 stored = True
                 await run_blocking(store)
                 values = row
-            if row["owner_id"] is not None:
+            if row["owner_id"] is None:
+                await connection.execute(_INSERT, values)
+            else:
                 # Last, so the account's row is locked only for the INSERT and the commit.
-                await _count_against_owner(connection, row, settings, token_version)
-            await connection.execute(_INSERT, values)
+                await _insert_counted(connection, values, settings, token_version)
         return values
     except BaseException as error:
         if stored:
@@ -226,22 +227,33 @@ async def _insert_row(
         raise
 
 
-async def _count_against_owner(
-    connection: AsyncConnection, row: dict[str, Any], settings: Settings, token_version: int | None
+async def _insert_counted(
+    connection: AsyncConnection, values: dict[str, Any], settings: Settings, token_version: int | None
 ) -> None:
-    """Reserve the owner's room for the row; UNAUTHORIZED or QUOTA_EXCEEDED when there is none.
+    """The INSERT of an owned row, counted against its owner; UNAUTHORIZED or QUOTA_EXCEEDED when it cannot be.
 
-    The reservation is also the owner check: no account deleted or disabled (nor a token ended by a
-    password change) between a lookup and the write can own a new image.
+    The count is also the owner check: no account deleted or disabled (nor a token ended by a password
+    change) between a lookup and the write can own a new image. On PostgreSQL both are one statement
+    (the UPDATE a CTE of the INSERT): one round trip fewer per upload. SQLite runs them one by one.
     """
-    if await usage.reserve(connection, row["owner_id"], row["file_size"], settings, token_version):
+    reservation = {
+        "owner_id": values["owner_id"],
+        "file_size": values["file_size"],
+        **usage.reservation_parameters(settings, token_version),
+    }
+    if connection.dialect.name == "postgresql":
+        counted = {**reservation, **{_COUNTED_NAMES[name]: value for name, value in values.items()}}
+        if (await connection.execute(_INSERT_COUNTED, counted)).rowcount == 1:
+            return
+    elif (await connection.execute(usage.RESERVE, reservation)).rowcount == 1:
+        await connection.execute(_INSERT, values)
         return
-    owner = (await connection.execute(_OWNER_USAGE, {"owner_id": row["owner_id"]})).first()
+    owner = (await connection.execute(_OWNER_USAGE, {"owner_id": values["owner_id"]})).first()
     if owner is None or not owner.is_active:
         raise Unauthorized("The account for this token no longer exists.")
     if token_version is not None and owner.token_version != token_version:
         raise Unauthorized("This session has ended (the password was changed); log in again.")
-    raise usage.quota_error(owner.used_bytes, owner.used_images, row["file_size"], settings)
+    raise usage.quota_error(owner.used_bytes, owner.used_images, values["file_size"], settings)
 
 
 async def _remove_unnamed(
@@ -311,6 +323,17 @@ _ROW_COLUMNS = (
 )
 _ROW_PARAMETERS = {column: bindparam(column, type_=Image.__table__.c[column].type) for column in _ROW_COLUMNS}
 _INSERT = insert(Image).values(_ROW_PARAMETERS)
+# The same row, written only if its owner's count could take it: `usage.RESERVE` as a CTE (PostgreSQL). The
+# row's parameters are renamed: parameters named after the accounts' columns (`id`, `created_at`) would be
+# taken for values of the UPDATE inside.
+_COUNTED_NAMES = {column: f"row_{column}" for column in _ROW_COLUMNS}
+_COUNTED = usage.RESERVE.returning(User.id).cte("counted")
+_INSERT_COUNTED = insert(Image).from_select(
+    _ROW_COLUMNS,
+    select(
+        *(bindparam(_COUNTED_NAMES[column], type_=Image.__table__.c[column].type) for column in _ROW_COLUMNS)
+    ).select_from(_COUNTED),
+)
 _OWNER_USAGE = select(User.is_active, User.token_version, User.used_bytes, User.used_images).where(
     User.id == bindparam("owner_id")
 )

@@ -55,16 +55,18 @@ async def reserve(
     be passed.
     """
     result = await connection.execute(
-        _RESERVE,
-        {
-            "owner_id": owner_id,
-            "file_size": file_size,
-            "quota_bytes": settings.user_quota_bytes,
-            "quota_images": settings.user_quota_images,
-            "presented_version": token_version,
-        },
+        RESERVE, {"owner_id": owner_id, "file_size": file_size, **reservation_parameters(settings, token_version)}
     )
     return result.rowcount == 1
+
+
+def reservation_parameters(settings: Settings, token_version: int | None) -> dict[str, int | None]:
+    """What `RESERVE` needs beside `owner_id` and `file_size`."""
+    return {
+        "quota_bytes": settings.user_quota_bytes,
+        "quota_images": settings.user_quota_images,
+        "presented_version": token_version,
+    }
 
 
 async def release(session: AsyncSession | AsyncConnection, owner_id: uuid.UUID, file_size: int) -> None:
@@ -76,8 +78,9 @@ _QUOTA_BYTES = bindparam("quota_bytes", type_=User.used_bytes.type)
 _QUOTA_IMAGES = bindparam("quota_images", type_=User.used_images.type)
 _FILE_SIZE = bindparam("file_size", type_=User.used_bytes.type)
 _TOKEN_VERSION = bindparam("presented_version", type_=User.token_version.type)
-# Built once (building a statement costs about as much as running it).
-_RESERVE = (
+# Built once (building a statement costs about as much as running it). Uploads on PostgreSQL run it as a
+# CTE of their INSERT (`uploads._INSERT_COUNTED`).
+RESERVE = (
     update(User)
     .where(
         and_(
