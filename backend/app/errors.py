@@ -80,6 +80,11 @@ class ValidationFailed(AppError):
     code = "VALIDATION_ERROR"
     default_message = "The request did not pass validation."
 
+    @classmethod
+    def of_field(cls, name: str, message: str, *, location: str = "body") -> ValidationFailed:
+        """One field's refusal, in the shape FastAPI gives its own validation errors."""
+        return cls(message, details={"errors": [{"loc": [location, name], "msg": message, "type": "value_error"}]})
+
 
 class UploadRejected(AppError):
     status_code = 400

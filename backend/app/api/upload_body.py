@@ -9,7 +9,6 @@ as soon as the bytes received pass the limit. The file part spools to disk above
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -24,7 +23,7 @@ from app.errors import FileTooLarge, InvalidRequest, Unauthorized, UploadTimeout
 from app.models import Image, Visibility
 from app.models.base import utc_now
 from app.schemas.upload import ReceivedUpload
-from app.services import uploads
+from app.services import image_service, uploads
 from app.services.credentials import Uploader
 from app.services.storage import StorageBackend
 from app.services.uploads import ThumbnailQueue, UploadOptions
@@ -141,19 +140,13 @@ async def receive_upload(request: Request, max_bytes: int, read_timeout: float) 
     )
 
 
-def _invalid_field(name: str, message: str) -> ValidationFailed:
-    return ValidationFailed(
-        message, details={"errors": [{"loc": ["body", name], "msg": message, "type": "value_error"}]}
-    )
-
-
 def upload_options(fields: dict[str, str], settings: Settings, *, anonymous: bool) -> UploadOptions:
     """The visibility and expiry the form asks for; VALIDATION_ERROR (or UNAUTHORIZED) for what cannot be."""
     raw_visibility = fields.get(VISIBILITY_FIELD) or Visibility.UNLISTED.value
     try:
         visibility = Visibility(raw_visibility.strip().lower())
     except ValueError:
-        raise _invalid_field(VISIBILITY_FIELD, "visibility is `unlisted` or `private`.") from None
+        raise ValidationFailed.of_field(VISIBILITY_FIELD, "visibility is `unlisted` or `private`.") from None
     if visibility is Visibility.PRIVATE and anonymous:
         raise Unauthorized("Private uploads need a login or an API key: nobody else could ever see them.")
     expires_at = None
@@ -162,10 +155,8 @@ def upload_options(fields: dict[str, str], settings: Settings, *, anonymous: boo
         try:
             lifetime = parse_duration(raw_expiry)
         except ValueError as error:
-            raise _invalid_field(EXPIRES_FIELD, f"expires_in: {error}.") from None
-        if lifetime > timedelta(days=settings.max_expiry_days):
-            raise _invalid_field(EXPIRES_FIELD, f"expires_in is at most {settings.max_expiry_days} days.")
-        expires_at = utc_now() + lifetime
+            raise ValidationFailed.of_field(EXPIRES_FIELD, f"expires_in: {error}.") from None
+        expires_at = utc_now() + image_service.expiry_from(int(lifetime.total_seconds()), settings.max_expiry_days)
     return UploadOptions(visibility=visibility, expires_at=expires_at)
 
 

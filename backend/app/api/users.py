@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response, status
 
 from app.api.deps import CacheDep, CurrentPrincipalDep, LoginDep, SessionDep, SettingsDep
-from app.database import after_commit
 from app.errors import (
     ApiKeyNotFound,
     InsufficientScope,
@@ -28,7 +27,7 @@ from app.schemas.account import (
 from app.schemas.errors import error_responses
 from app.schemas.image import ImagePage, ImageRead
 from app.schemas.user import AuthResponse
-from app.services import account_service, api_keys, auth_service, image_service
+from app.services import account_service, api_keys, auth_service, image_service, usage
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -57,12 +56,7 @@ async def my_images(
 @router.get("/me/usage", response_model=UsageRead, responses=error_responses(Unauthorized, TokenExpired))
 async def my_usage(principal: CurrentPrincipalDep, settings: SettingsDep) -> UsageRead:
     """What the caller's images take, and the quota (null = unlimited)."""
-    return UsageRead(
-        used_bytes=principal.user.used_bytes,
-        used_images=principal.user.used_images,
-        quota_bytes=settings.user_quota_bytes,
-        quota_images=settings.user_quota_images,
-    )
+    return usage.usage_of(principal.user, settings)
 
 
 @router.post(
@@ -125,11 +119,5 @@ async def change_password(
 async def delete_account(body: AccountDelete, principal: LoginDep, session: SessionDep, cache: CacheDep) -> Response:
     """Delete the account (confirm with the password and the word DELETE): its keys and tokens stop working and
     its images are gone at once; their files are removed in the background soon after."""
-    image_ids = await account_service.delete_account(session, principal.user, body.password)
-
-    async def forget_cached() -> None:
-        for image_id in image_ids:
-            await cache.invalidate(image_id)
-
-    after_commit(session, forget_cached)
+    await account_service.delete_account(session, principal.user, body.password, forget_cached=cache.invalidate)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -19,11 +19,10 @@ from starlette.responses import RedirectResponse, Response
 from app.api.deps import CacheDep, SessionDep, SettingsDep
 from app.api.web_pages import SessionExpired, WebUserDep
 from app.api.web_support import check_csrf, logged_in_redirect, login_url, render
-from app.database import after_commit
 from app.errors import ApiKeyNotFound, AppError
 from app.models import User
 from app.schemas.account import ApiKeyCreate, PasswordChange
-from app.services import account_service, api_keys, uploader_configs
+from app.services import account_service, api_keys, uploader_configs, usage
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,13 +47,7 @@ def _base_url(request: Request) -> str:
 
 
 def _account_page(user: User, settings: SettingsDep, **context: Any) -> dict[str, Any]:
-    return {
-        "used_bytes": user.used_bytes,
-        "used_images": user.used_images,
-        "quota_bytes": settings.user_quota_bytes,
-        "quota_images": settings.user_quota_images,
-        **context,
-    }
+    return {**usage.usage_of(user, settings).model_dump(), **context}
 
 
 @router.get("/account")
@@ -115,16 +108,10 @@ async def delete_account(
         context = _account_page(account, settings, delete_error=f"Type {DELETE_WORD} to confirm.")
         return render(request, "account.html", context, status_code=422)
     try:
-        image_ids = await account_service.delete_account(session, account, password)
+        await account_service.delete_account(session, account, password, forget_cached=cache.invalidate)
     except AppError as error:
         context = _account_page(account, settings, delete_error=error.message)
         return render(request, "account.html", context, status_code=error.status_code)
-
-    async def forget_cached() -> None:
-        for image_id in image_ids:
-            await cache.invalidate(image_id)
-
-    after_commit(session, forget_cached)
     response = RedirectResponse("/?account_deleted=1", status_code=303)
     response.delete_cookie(request.app.state.session_cookie_name, path="/")
     return response

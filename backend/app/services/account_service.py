@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.database import after_commit
 from app.errors import InvalidCredentials
 from app.models import ApiKey, Image, User
 from app.models.base import utc_now
@@ -31,12 +34,14 @@ async def change_password(session: AsyncSession, user: User, current: str, new: 
     return account
 
 
-async def delete_account(session: AsyncSession, user: User, password: str) -> list[str]:
+async def delete_account(
+    session: AsyncSession, user: User, password: str, *, forget_cached: Callable[[str], Awaitable[None]]
+) -> None:
     """End the account at once: its keys and tokens stop working, its images answer 404 from now on.
 
     Its images are then removed, bytes and all, by the expiry sweep (`services.expiry`), which is
     durable across restarts; the account's row, its e-mail and password already erased, goes with the
-    last of them. Returns the ids of its images, whose cached metadata the caller drops after commit.
+    last of them. Once that has committed, the images' cached metadata goes (`forget_cached`).
     """
     await _confirm_password(user, password)
     now = utc_now()
@@ -60,4 +65,9 @@ async def delete_account(session: AsyncSession, user: User, password: str) -> li
             token_version=User.token_version + 1,
         )
     )
-    return image_ids
+
+    async def forget() -> None:
+        for image_id in image_ids:
+            await forget_cached(image_id)
+
+    after_commit(session, forget)

@@ -126,15 +126,10 @@ async def list_user_images(
     return page, next_cursor
 
 
-def _field_error(name: str, message: str) -> ValidationFailed:
-    error = {"loc": ["body", name], "msg": message, "type": "value_error"}
-    return ValidationFailed(message, details={"errors": [error]})
-
-
 def expiry_from(seconds: int, max_expiry_days: int) -> timedelta:
     """`expires_in` seconds as a lifetime, within the bounds an upload has (1 s to MAX_EXPIRY_DAYS)."""
     if not 1 <= seconds <= max_expiry_days * 86400:
-        raise _field_error("expires_in", f"expires_in is from 1 second to {max_expiry_days} days.")
+        raise ValidationFailed.of_field("expires_in", f"expires_in is from 1 second to {max_expiry_days} days.")
     return timedelta(seconds=seconds)
 
 

@@ -127,8 +127,7 @@ def share_image(
     if width is not None and width not in widths:
         listed = ", ".join(str(each) for each in widths)
         message = f"w must be one of {listed}."
-        error = {"loc": ["body", "w"], "msg": message, "type": "value_error"}
-        raise ValidationFailed(message, details={"errors": [error]})
+        raise ValidationFailed.of_field("w", message)
     expires_at = link_lifetime(lifetime, image.expires_at, now)
     file_link, ends = sign(secret, SharedFile(image.id, FILE, width, image_format), expires_at)
     thumbnail_link = None

@@ -16,6 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from app.config import Settings
 from app.errors import QuotaExceeded
 from app.models import User
+from app.schemas.account import UsageRead
+
+
+def usage_of(user: User, settings: Settings) -> UsageRead:
+    """What the account's images take, and the quota, as the API and the Account page show them."""
+    return UsageRead(
+        used_bytes=user.used_bytes,
+        used_images=user.used_images,
+        quota_bytes=settings.user_quota_bytes,
+        quota_images=settings.user_quota_images,
+    )
 
 
 def quota_error(user_bytes: int, user_images: int, file_size: int, settings: Settings) -> QuotaExceeded:
