@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page, Playwright, async_playwright
+from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Dialog, Page, Playwright, async_playwright
 from sqlalchemy.engine import make_url
 
 import tests.conftest as shared
@@ -212,3 +212,20 @@ async def log_in(page: Page, email: str, password: str = PASSWORD, *, next_path:
     await page.get_by_label("Password").fill(password)
     await page.get_by_role("button", name="Log in").click()
     await page.wait_for_url(re.compile(r"^(?!.*/login).*$"))
+
+
+# The viewports the pages are checked at: a phone, and a desktop.
+PHONE = {"width": 375, "height": 812}
+DESKTOP = {"width": 1440, "height": 900}
+
+
+def accept_next_dialog(page: Page) -> list[str]:
+    """Accept the page's next confirm() dialog; the list returned receives its message."""
+    messages: list[str] = []
+
+    async def accept(dialog: Dialog) -> None:
+        messages.append(dialog.message)
+        await dialog.accept()
+
+    page.once("dialog", accept)
+    return messages

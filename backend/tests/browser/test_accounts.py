@@ -15,9 +15,12 @@ from PIL import Image
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from tests.browser.conftest import (
+    DESKTOP,
     PASSWORD,
+    PHONE,
     LiveServer,
     PageProblems,
+    accept_next_dialog,
     create_account,
     log_in,
     new_context,
@@ -25,8 +28,6 @@ from tests.browser.conftest import (
 )
 from tests.factories import make_jpeg
 
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1440, "height": 900}
 IMAGE_PAGE = re.compile(r"/image/([0-9a-f-]{36})$")
 NEW_PASSWORD = "a brand new passphrase"
 
@@ -131,13 +132,7 @@ async def test_an_api_key_is_made_shown_once_downloaded_for_sharex_used_and_revo
             await expect(card.locator("dd").nth(3)).not_to_have_text("never")  # expires
             await screenshot(page, "desktop-api-keys-listed")
 
-            dialogs: list[str] = []
-
-            async def accept(dialog: object) -> None:
-                dialogs.append(dialog.message)  # type: ignore[attr-defined]
-                await dialog.accept()  # type: ignore[attr-defined]
-
-            page.once("dialog", accept)
+            dialogs = accept_next_dialog(page)
             await page.get_by_role("button", name="Revoke ShareX on my laptop").click()
             await page.wait_for_url("**/account/keys?revoked=1")
             assert dialogs == ["Revoke the key “ShareX on my laptop”? Tools using it stop working at once."]

@@ -9,7 +9,7 @@ import re
 from PIL import Image
 from playwright.async_api import Page, Route, expect
 
-from tests.browser.conftest import LiveServer, create_account, screenshot, unique_email
+from tests.browser.conftest import LiveServer, accept_next_dialog, create_account, screenshot, unique_email
 from tests.conftest import corpus_bytes
 from tests.factories import make_png
 
@@ -98,13 +98,7 @@ async def test_register_upload_view_copy_link_and_delete(page: Page, live_server
     download = page.get_by_role("link", name="Download")
     assert await download.get_attribute("href") == f"/api/v1/images/{image_id}/file"
 
-    dialogs: list[str] = []
-
-    async def accept(dialog: object) -> None:
-        dialogs.append(dialog.message)  # type: ignore[attr-defined]
-        await dialog.accept()  # type: ignore[attr-defined]
-
-    page.once("dialog", accept)
+    dialogs = accept_next_dialog(page)
     await page.get_by_role("button", name="Delete").click()
     await page.wait_for_url("**/my-images?deleted=1")
     assert dialogs == ["Delete this image for good? This cannot be undone."]

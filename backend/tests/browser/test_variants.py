@@ -21,6 +21,8 @@ from playwright.async_api import Browser, Locator, Page, Response, Route, expect
 
 from app.media.formats import BROWSER_NATIVE
 from tests.browser.conftest import (
+    DESKTOP,
+    PHONE,
     Account,
     LiveServer,
     PageProblems,
@@ -32,8 +34,6 @@ from tests.browser.conftest import (
 from tests.conftest import corpus_bytes
 from tests.factories import bearer
 
-PHONE = {"width": 375, "height": 812}
-DESKTOP = {"width": 1440, "height": 900}
 VIEWPORTS = {"phone": PHONE, "desktop": DESKTOP}
 NEGOTIATED_TYPES = {"image/avif", "image/webp"}  # Chromium takes both; stills come as AVIF
 VARIANT_REQUEST = re.compile(r"/api/v1/images/[^/]+/file\?")
