@@ -94,6 +94,24 @@ class Settings(BaseSettings):
     # Peers whose X-Forwarded-For is believed (uvicorn's option of the same name): IPs, CIDRs or "*".
     forwarded_allow_ips: str = "127.0.0.1"
 
+    # `python -m app` (make run, the image): uvicorn processes serving this host's port.
+    web_concurrency: int = Field(default=1, ge=1, le=64)
+
+    # What an operator sees (ADR 0018, docs/operations.md). /metrics answers a bearer of METRICS_TOKEN,
+    # or, with no token set, clients on loopback and private addresses only.
+    metrics_enabled: bool = True
+    metrics_token: str | None = None
+    # The worker tier's supervisor serves its processes' /metrics here; port 0 = not at all.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    # None = json in production, text in development.
+    log_format: Literal["json", "text"] | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # One line per request; off by default because Caddy writes the access log (with the same
+    # X-Request-ID). Every 5xx and every request slower than SLOW_REQUEST_SECONDS is logged regardless.
+    access_log: bool = False
+    slow_request_seconds: float = Field(default=1.0, gt=0)
+
     upload_concurrency_limit: int = Field(default=10, ge=1, le=1000)
     upload_concurrency_timeout: float = Field(default=30.0, gt=0)
     # The whole body must arrive within this time, so slow senders cannot hold upload slots forever.
@@ -255,6 +273,22 @@ class Settings(BaseSettings):
                     f"JWT_SECRET_KEY must be at least {MIN_PRODUCTION_SECRET_LENGTH} characters in production"
                 )
         return self
+
+    @property
+    def effective_log_format(self) -> Literal["json", "text"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "json" if self.app_env == "production" else "text"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _blank_token_is_none(cls, value: str | None) -> str | None:
+        return value if value else None
 
     @property
     def max_file_size_bytes(self) -> int:

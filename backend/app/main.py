@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.api import auth, docs, health, image_sharing, images, users, web_account, web_forms, web_pages
+from app.api import auth, docs, health, image_sharing, images, metrics, users, web_account, web_forms, web_pages
 from app.api.errors import install_error_handlers
 from app.api.near_cache_hits import NearCacheHitMiddleware
 from app.api.rate_limits import RateLimitMiddleware
@@ -26,6 +26,10 @@ from app.database import create_engine, create_sessionmaker
 from app.jobs.queue import JobQueue, QueuedThumbnails
 from app.jobs.resources import JobResources
 from app.jobs.worker import Worker
+from app.observability import metrics as app_metrics
+from app.observability.logs import configure_logging
+from app.observability.request_context import RequestContextMiddleware
+from app.observability.tracing import configure_tracing, instrument_app, instrument_engine, shutdown_tracing
 from app.schemas.errors import document_framework_errors
 from app.services import expiry
 from app.services.cache import MetadataCache
@@ -41,6 +45,7 @@ from app.utils.malloc_arenas import limit_malloc_arenas
 logger = logging.getLogger(__name__)
 
 SESSION_COOKIE_NAME = "chitram_session"
+LISTENER_STOP_SECONDS = 1.0
 DESCRIPTION = """
 Chitram is a self-hosted image host. Upload a JPEG, PNG, WebP, GIF, AVIF or HEIC image (stored
 without its location and camera metadata, and once however often it is uploaded), get its metadata,
@@ -52,7 +57,8 @@ or in the `X-API-Key` header wherever a login's token is accepted, within the ke
 `images:upload`, `images:delete`; a request outside them is 403 `INSUFFICIENT_SCOPE`).
 
 Every error has one shape: `{"detail": {"code": "...", "message": "...", "details": {...}}}`;
-`code` is stable and listed with each endpoint's responses.
+`code` is stable and listed with each endpoint's responses. `details.request_id` (also the `X-Request-ID`
+header of every answer) names the request in the server's logs.
 """
 
 
@@ -78,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
+        instrument_engine(engine)
         sessionmaker = create_sessionmaker(engine)
         storage = build_storage(settings)
         redis = RedisHandle(settings.redis_url)
@@ -90,9 +97,15 @@ def create_app(settings: Settings) -> FastAPI:
         variants = VariantService(sessionmaker=sessionmaker, storage=storage, settings=settings)
         thumbnails = ThumbnailJobs(sessionmaker=sessionmaker, storage=storage, settings=settings, variants=variants)
         tasks: list[asyncio.Task[None]] = []
+        listener: asyncio.Task[None] | None = None
         queue: JobQueue | None = None
         stop_worker = asyncio.Event()
+        pool_capacity = settings.db_pool_size + settings.db_max_overflow
         try:
+            if settings.metrics_enabled:
+                app_metrics.announce_build()
+                app_metrics.watch_pool(engine, pool_capacity)
+                tasks.append(asyncio.create_task(app_metrics.flush_every_second(), name="metrics-flush"))
             await storage.startup()
             app.state.engine = engine
             app.state.sessionmaker = sessionmaker
@@ -123,7 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
                     # Background work runs here, so removing expired images does too (a worker's, otherwise).
                     sweeps = expiry.run_sweeps(sessionmaker, storage, cache, settings.expiry_sweep_interval_seconds)
                     tasks.append(asyncio.create_task(sweeps, name="expiry-sweeps"))
-            tasks.append(asyncio.create_task(cache.listen_for_invalidations(), name="cache-invalidations"))
+            listener = asyncio.create_task(cache.listen_for_invalidations(), name="cache-invalidations")
             logger.info("chitram started: env=%s storage=%s redis=%s", settings.app_env, storage.name, redis.state())
             yield
         finally:
@@ -133,12 +146,20 @@ def create_app(settings: Settings) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if listener is not None:
+                listener.cancel()
+                # Not awaited without a bound: a cancellation that lands as redis-py's read time-out fires
+                # is swallowed, and that read then never ends (the process is leaving; it goes with it).
+                await asyncio.wait({listener}, timeout=LISTENER_STOP_SECONDS)
             await thumbnails.close()
             if queue is not None:
                 await queue.close()
             await redis.close()
             await storage.close()
             await engine.dispose()
+            if settings.metrics_enabled:
+                app_metrics.unwatch_pool(pool_capacity)
+            shutdown_tracing()  # the spans still buffered are sent before the process ends
 
     app = ChitramAPI(
         title="Chitram",
@@ -161,6 +182,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(users.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(docs.router)
     app.include_router(web_pages.router)
     app.include_router(web_forms.router)
@@ -170,6 +192,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(NearCacheHitMiddleware)
     app.add_middleware(RateLimitMiddleware)
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
+    # Outermost: it sees the real peer (whose X-Request-ID only a trusted proxy may set) and times everything.
+    app.add_middleware(
+        RequestContextMiddleware,
+        trusted_peers=settings.forwarded_allow_ips,
+        metrics_enabled=settings.metrics_enabled,
+        access_log=settings.access_log,
+        slow_request_seconds=settings.slow_request_seconds,
+    )
+    instrument_app(app)  # outside every middleware above; nothing when tracing is off
     return app
 
 
@@ -192,6 +223,8 @@ def create_serving_app(settings: Settings) -> FastAPI:
     """
     # Before the app starts any thread: a serving process decodes uploads on many (app.utils.malloc_arenas).
     limit_malloc_arenas()
+    configure_logging(settings.effective_log_format, settings.log_level)
+    configure_tracing("chitram-api")  # before the app is built: instrument_app needs it
     app = create_app(settings)
     gc.collect()
     gc.freeze()

@@ -1,6 +1,6 @@
 #!/bin/sh
 # The image's entrypoint: wait for the database, bring its schema to the newest Alembic revision, then
-# exec the command (uvicorn by default). Migrating here, once, before uvicorn forks its workers, means
+# exec the command (`python -m app` by default). Migrating here, once, before uvicorn forks its workers, means
 # no worker ever serves an old schema and no two workers race to migrate.
 #   PRESTART_DB_ATTEMPTS (default 30) and PRESTART_DB_INTERVAL (seconds, default 2) bound the wait;
 #   SKIP_PRESTART=1 runs the command directly (e.g. a one-off shell in the image).

@@ -103,10 +103,16 @@ def app_servers(
 
 
 @contextmanager
-def worker_tier(settings: Settings, log_path: Path, *, processes: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+def worker_tier(
+    settings: Settings, log_path: Path, *, processes: int = 1, metrics_port: int = 0
+) -> Iterator[subprocess.Popen[bytes]]:
     """`python -m app.worker` with `processes` worker processes, in a session of its own (so a signal can
-    reach the whole tier); killed at the end if it still runs. Its output is appended to `log_path`."""
-    env = app_server_env(**settings_env(settings), WORKER_PROCESSES=str(processes))
+    reach the whole tier); killed at the end if it still runs. Its output is appended to `log_path`.
+    Its metrics server runs only when given a port (its own process: the supervisor's children are
+    otherwise its workers alone)."""
+    env = app_server_env(
+        **settings_env(settings), WORKER_PROCESSES=str(processes), WORKER_METRICS_PORT=str(metrics_port)
+    )
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "app.worker"],

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from app.errors import AppError, ServiceUnavailable
+from app.observability.request_context import current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,10 @@ HTTP_STATUS_CODES = {
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The envelope; `details.request_id` names the request, so a user's report can be found in the logs."""
+    request_id = current_request_id()
+    if request_id is not None:
+        details = {**(details or {}), "request_id": request_id}
     return {"detail": {"code": code, "message": message, "details": details or {}}}
 
 
@@ -105,7 +110,10 @@ def _unexpected_error_handler(debug: bool) -> Any:
         details: dict[str, Any] = {}
         if debug:
             details = {"exception": repr(exc), "traceback": traceback.format_exception(exc)}
-        return error_json(500, "INTERNAL_ERROR", "Internal server error.", details)
+        # Answered after RequestContextMiddleware has finished, so the id header is added here.
+        request_id = current_request_id()
+        headers = {"X-Request-ID": request_id} if request_id else None
+        return error_json(500, "INTERNAL_ERROR", "Internal server error.", details, headers)
 
     return handler
 

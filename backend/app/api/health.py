@@ -6,7 +6,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.schemas.health import ComponentState, HealthRead, UploadConcurrency
+from app.schemas.health import ComponentState, HealthRead, LiveRead, ReadyRead, UploadConcurrency
 from app.services.concurrency import UploadSlots
 from app.services.health import CHECK_TIMEOUT_SECONDS, database_state, storage_state
 from app.services.rate_limit import RateLimiter
@@ -15,13 +15,56 @@ from app.services.redis_client import RedisHandle
 router = APIRouter(tags=["health"])
 
 
+@router.get("/livez", response_model=LiveRead)
+async def livez() -> LiveRead:
+    """Liveness: the process answers. Checks nothing else, so a database outage never restarts the API."""
+    return LiveRead()
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyRead,
+    responses={503: {"model": ReadyRead, "description": "The database or the storage is unreachable."}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: the database and the storage answer (Redis down is `degraded`, still ready)."""
+    states = await _component_states(request)
+    required_up = states["database"] == "connected" and states["storage"] == "connected"
+    cache = request.app.state.redis.state()
+    status = "unready" if not required_up else "degraded" if cache == "disconnected" else "ready"
+    report = ReadyRead(status=status, database=states["database"], storage=states["storage"], cache=cache)
+    return JSONResponse(report.model_dump(), status_code=503 if status == "unready" else 200)
+
+
 @router.get(
     "/health",
     response_model=HealthRead,
     responses={503: {"model": HealthRead, "description": "The database or the storage is unreachable."}},
 )
 async def health(request: Request) -> JSONResponse:
-    """Readiness: real checks of the database, the storage and Redis."""
+    """Readiness with the service's figures: real checks of the database, the storage and Redis."""
+    state = request.app.state
+    states = await _component_states(request)
+    required_up = states["database"] == "connected" and states["storage"] == "connected"
+    cache_state = state.redis.state()
+    status = "unhealthy" if not required_up else "degraded" if cache_state == "disconnected" else "healthy"
+    slots: UploadSlots = state.upload_slots
+    limiter: RateLimiter = state.rate_limiter
+    report = HealthRead(
+        status=status,
+        version=request.app.version,
+        environment=state.settings.app_env,
+        database=states["database"],
+        storage=states["storage"],
+        cache=cache_state,
+        rate_limiter=limiter.state(),
+        upload_concurrency=UploadConcurrency(limit=slots.limit, in_use=slots.in_use, waiting=slots.waiting),
+    )
+    return JSONResponse(report.model_dump(), status_code=503 if status == "unhealthy" else 200)
+
+
+async def _component_states(request: Request) -> dict[str, ComponentState]:
+    """The database, the storage and (to refresh its state) Redis, checked at once, each bounded in time."""
     state = request.app.state
     states: dict[str, ComponentState] = {}
     redis: RedisHandle = state.redis
@@ -41,19 +84,4 @@ async def health(request: Request) -> JSONResponse:
         group.start_soon(check_database)
         group.start_soon(check_storage)
         group.start_soon(check_redis)
-    required_up = states["database"] == "connected" and states["storage"] == "connected"
-    cache_state = redis.state()
-    status = "unhealthy" if not required_up else "degraded" if cache_state == "disconnected" else "healthy"
-    slots: UploadSlots = state.upload_slots
-    limiter: RateLimiter = state.rate_limiter
-    report = HealthRead(
-        status=status,
-        version=request.app.version,
-        environment=state.settings.app_env,
-        database=states["database"],
-        storage=states["storage"],
-        cache=cache_state,
-        rate_limiter=limiter.state(),
-        upload_concurrency=UploadConcurrency(limit=slots.limit, in_use=slots.in_use, waiting=slots.waiting),
-    )
-    return JSONResponse(report.model_dump(), status_code=503 if status == "unhealthy" else 200)
+    return states

@@ -52,6 +52,7 @@ from app.media.formats import ALL_CONTENT_TYPES
 from app.media.thumbnails import THUMBNAIL_CONTENT_TYPES
 from app.media.variants import REQUESTABLE_FORMATS
 from app.models import ThumbnailStatus
+from app.observability.metrics import counted_refusals
 from app.schemas.errors import error_responses
 from app.schemas.image import ImageRead, ImageUploaded
 from app.services import credentials, delivery, image_access, image_service, share_links
@@ -101,18 +102,19 @@ async def upload_image(request: Request) -> Response:
     # No dependencies, like the hot reads (each costs a resolution per request: docs/performance.md).
     # The token is checked before an upload slot is taken or a byte of the body is read.
     state = request.app.state
-    presented = presented_credential(request, authorization_bearer(request))
-    owner = None
-    if presented is not None:
-        owner = await credentials.uploader(
-            state.sessionmaker, presented, jwt_secret=state.jwt_secret, settings=state.settings
-        )
-    elif not state.settings.allow_anonymous_uploads:
-        raise Unauthorized("Anonymous uploads are disabled; log in to upload.")
-    async with state.upload_slots.acquire():
-        image, delete_token = await store_upload(
-            request, state.sessionmaker, state.storage, state.settings, state.thumbnails, owner=owner
-        )
+    with counted_refusals():
+        presented = presented_credential(request, authorization_bearer(request))
+        owner = None
+        if presented is not None:
+            owner = await credentials.uploader(
+                state.sessionmaker, presented, jwt_secret=state.jwt_secret, settings=state.settings
+            )
+        elif not state.settings.allow_anonymous_uploads:
+            raise Unauthorized("Anonymous uploads are disabled; log in to upload.")
+        async with state.upload_slots.acquire():
+            image, delete_token = await store_upload(
+                request, state.sessionmaker, state.storage, state.settings, state.thumbnails, owner=owner
+            )
     uploaded = ImageUploaded.describe(image, state.settings.variant_widths).model_copy(
         update={"delete_token": delete_token}
     )

@@ -25,6 +25,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.file_responses import whole_file_response
 from app.api.variant_query import file_query_of
 from app.errors import InvalidVariant
+from app.observability.metrics import TALLY
+from app.observability.request_context import ROUTE_TEMPLATE_KEY
 from app.services import image_access
 from app.services.cache import MetadataCache
 from app.services.delivery import original_from_metadata
@@ -32,6 +34,8 @@ from app.services.image_access import PUBLIC_FOREVER, Caching
 
 IMAGES_PREFIX = "/api/v1/images/"
 FILE_SUFFIX = "/file"
+METADATA_ROUTE = IMAGES_PREFIX + "{image_id}"
+FILE_ROUTE = METADATA_ROUTE + FILE_SUFFIX
 
 
 class NearCacheHitMiddleware:
@@ -42,6 +46,9 @@ class NearCacheHitMiddleware:
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"].startswith(IMAGES_PREFIX):
             response = _answer_from_near_copy(scope)
             if response is not None:
+                TALLY.cache_lookup("near", "hit")
+                # The route FastAPI would have matched, for the request's metrics.
+                scope[ROUTE_TEMPLATE_KEY] = FILE_ROUTE if scope["path"].endswith(FILE_SUFFIX) else METADATA_ROUTE
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -18,6 +18,8 @@ from app.api.errors import error_json
 from app.api.web_support import render
 from app.config import Settings
 from app.errors import RateLimitExceeded, Unauthorized
+from app.observability.metrics import RATE_LIMIT_REFUSALS, UPLOADS
+from app.observability.request_context import ROUTE_TEMPLATE_KEY
 from app.services import api_keys
 from app.services.rate_limit import RateLimiter, RateLimitResult
 from app.services.tokens import decode_access_token
@@ -103,6 +105,10 @@ class RateLimitMiddleware:
         try:
             if not admission.allowed:
                 refusal = await admission.result()
+                RATE_LIMIT_REFUSALS.labels(name).inc()
+                if name == "upload":
+                    UPLOADS.labels(RateLimitExceeded.code).inc()
+                scope[ROUTE_TEMPLATE_KEY] = scope["path"]  # one of LIMITED_ROUTES: a literal path, bounded
                 if scope["path"].startswith("/api/"):
                     await _refuse(refusal, scope, receive, send)
                 else:

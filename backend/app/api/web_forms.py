@@ -22,6 +22,7 @@ from app.api.web_pages import WebUserDep
 from app.api.web_support import check_csrf, logged_in_redirect, render, safe_next
 from app.database import abandon
 from app.errors import AppError, DeleteTokenRequired, ImageNotFound, InvalidCredentials
+from app.observability.metrics import UPLOADS
 from app.schemas.image import ImageRead
 from app.schemas.user import UserCreate
 from app.services import auth_service, image_service
@@ -104,6 +105,7 @@ async def upload(
     try:
         image, delete_token = await store_upload(request, sessionmaker, storage, settings, thumbnails, owner=owner)
     except AppError as error:
+        UPLOADS.labels(error.code).inc()
         # Nothing to undo: an upload that fails writes no row and leaves no blob behind.
         return render(request, "_upload_error.html", {"message": error.message}, status_code=error.status_code)
     if delete_token is None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Final
 
+from app.services.thumbnail_jobs import THUMBNAIL_JOB
+
 # A thumbnail a user waits for: a fresh upload's, or one whose job was lost and found by a sweep.
-THUMBNAIL: Final = "thumbnail"
+THUMBNAIL: Final = THUMBNAIL_JOB
 # Bulk work from the operator commands (app.admin): regenerating thumbnails, scrubbing originals.
 REGENERATE: Final = "regenerate"
 SCRUB: Final = "scrub"

@@ -18,11 +18,13 @@ from types import FrameType
 
 from app.config import Settings, load_settings_or_exit
 from app.jobs.process import run_worker_process
+from app.observability import scrape_server
+from app.observability.logs import configure_logging
+from app.observability.metrics import forget_process
 
 logger = logging.getLogger(__name__)
 
 RESTART_PAUSE_SECONDS = 1.0
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(processName)s] %(name)s: %(message)s"
 
 
 def worker_count(settings: Settings) -> int:
@@ -34,17 +36,32 @@ def _worker_main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)  # not the supervisor's handlers; the worker installs its own
     settings = load_settings_or_exit()
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    configure_logging(settings.effective_log_format, settings.log_level)
     asyncio.run(run_worker_process(settings))
 
 
+def _metrics_main(host: str, port: int, token: str | None) -> None:
+    """The metrics server's process: every worker's figures, summed, at /metrics."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopped by the supervisor, after the workers
+    scrape_server.serve(host, port, token)
+
+
 class Supervisor:
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, metrics_address: tuple[str, int, str | None] | None = None) -> None:
         # Forked from this process, which has imported everything and started no thread: a worker
         # (or its replacement after a crash) is ready at once instead of after seconds of imports.
         self._context = multiprocessing.get_context("fork")
         self._count = processes
+        self._metrics_address = metrics_address
         self._stopping = False
+
+    def _start_metrics(self) -> BaseProcess | None:
+        if self._metrics_address is None:
+            return None
+        process = self._context.Process(target=_metrics_main, args=self._metrics_address, name="metrics", daemon=True)
+        process.start()
+        return process
 
     def _start(self, number: int) -> BaseProcess:
         process = self._context.Process(target=_worker_main, name=f"worker-{number}", daemon=False)
@@ -61,19 +78,29 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         processes = [self._start(number) for number in range(self._count)]
+        metrics = self._start_metrics()
         while not self._stopping:
             time.sleep(0.2)
             for number, process in enumerate(processes):
                 if process.is_alive() or self._stopping:
                     continue
                 logger.warning("%s exited with %s; starting it again", process.name, process.exitcode)
+                if process.pid is not None:
+                    forget_process(process.pid)  # its in-flight figures end with it; its counters stay
                 time.sleep(RESTART_PAUSE_SECONDS)
                 processes[number] = self._start(number)
+            if metrics is not None and not metrics.is_alive() and not self._stopping:
+                logger.warning("the metrics server exited with %s; starting it again", metrics.exitcode)
+                time.sleep(RESTART_PAUSE_SECONDS)
+                metrics = self._start_metrics()
         for process in processes:
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)
         for process in processes:
             process.join()
+        if metrics is not None:
+            metrics.terminate()
+            metrics.join()
         failed = [process.name for process in processes if process.exitcode not in (0, -signal.SIGTERM)]
         if failed:
             logger.warning("workers that did not stop cleanly: %s", ", ".join(failed))
@@ -82,7 +109,7 @@ class Supervisor:
 
 def main() -> int:
     settings = load_settings_or_exit()
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    configure_logging(settings.effective_log_format, settings.log_level)
     if settings.job_queue != "postgres":
         print(
             "chitram worker: JOB_QUEUE is 'memory', so the API processes make thumbnails themselves; "
@@ -90,4 +117,7 @@ def main() -> int:
             flush=True,
         )
         return 2
-    return Supervisor(worker_count(settings)).run()
+    metrics_address = None
+    if settings.metrics_enabled and settings.worker_metrics_port:
+        metrics_address = (settings.worker_metrics_host, settings.worker_metrics_port, settings.metrics_token)
+    return Supervisor(worker_count(settings), metrics_address).run()

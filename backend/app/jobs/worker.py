@@ -27,6 +27,8 @@ from app.jobs import maintenance
 from app.jobs.kinds import REGENERATE, SCRUB, THUMBNAIL, Priority
 from app.jobs.queue import JobQueue
 from app.jobs.resources import JobResources
+from app.observability.jobs import observed_job
+from app.observability.tracing import span
 from app.services import expiry
 
 logger = logging.getLogger(__name__)
@@ -82,7 +84,9 @@ class Worker:
         lost = await self._resources.thumbnails.lost_jobs()
         if not lost:
             return 0
-        added = await self._queue.enqueue(THUMBNAIL, [str(image_id) for image_id in lost], Priority.USER)
+        # A span of its own, so the jobs it queues are traced (a lone client call starts no trace).
+        with span("chitram.sweep.thumbnails", found=len(lost)):
+            added = await self._queue.enqueue(THUMBNAIL, [str(image_id) for image_id in lost], Priority.USER)
         if added:
             logger.info("queued %d thumbnail jobs found by the sweep", added)
         return added
@@ -103,6 +107,12 @@ class Worker:
         self._hard_stop.set()
 
     async def _entrypoint(self, job: Job) -> None:
+        subject = (job.payload or b"").decode(errors="replace")
+        # Under pgqueuer's `process` span when the job carries its sender's trace context; else a trace of its own.
+        with span(f"chitram.job.{job.entrypoint}", subject=subject), observed_job(job.entrypoint, job.created):
+            await self._run(job)
+
+    async def _run(self, job: Job) -> None:
         subject = (job.payload or b"").decode()
         work = asyncio.ensure_future(self._jobs[job.entrypoint](subject))
         stopped = asyncio.ensure_future(self._hard_stop.wait())

@@ -33,6 +33,7 @@ from app.media.formats import GIF, JPEG, PILLOW_FORMATS, SNIFF_BYTES, family, sn
 from app.media.metadata import strip_metadata
 from app.media.thumbnail_plan import DecodedFrame, plan_thumbnail
 from app.media.thumbnails import fit_loaded_frame
+from app.observability.stages import stage
 
 # A declared type that says nothing about the contents: nothing to contradict.
 _UNINFORMATIVE_CONTENT_TYPES = frozenset({"", "application/octet-stream"})
@@ -93,7 +94,8 @@ def prepare_upload(
 
     if strip:
         try:
-            data = strip_metadata(data, detected)
+            with stage("strip"):
+                data = strip_metadata(data, detected)
         except MalformedContainer as exc:
             raise InvalidImage("The file could not be decoded as an image.") from exc
     return PreparedUpload(

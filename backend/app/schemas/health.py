@@ -26,3 +26,17 @@ class HealthRead(BaseModel):
     cache: Literal["connected", "disconnected", "disabled"]
     rate_limiter: Literal["redis", "memory", "memory-fallback"]
     upload_concurrency: UploadConcurrency
+
+
+class LiveRead(BaseModel):
+    status: Literal["alive"] = "alive"
+
+
+class ReadyRead(BaseModel):
+    status: Literal["ready", "degraded", "unready"] = Field(
+        description="unready (503): database or storage unreachable; degraded (200): Redis unreachable, so the "
+        "cache and the shared rate limits are skipped (each process limits alone) until it is back."
+    )
+    database: ComponentState
+    storage: ComponentState
+    cache: Literal["connected", "disconnected", "disabled"]

@@ -20,6 +20,7 @@ from uuid import UUID
 from redis.asyncio import Redis
 
 from app.models import ThumbnailStatus
+from app.observability.metrics import TALLY
 from app.services.near_cache import InvalidationListener, NearCache
 from app.services.redis_client import RedisHandle, RedisUnavailable
 
@@ -102,7 +103,10 @@ class MetadataCache:
             return None, "DISABLED"
         near = self.near.get(str(image_id))
         if near is not None:
+            TALLY.cache_lookup("near", "hit")
             return near, "HIT"
+        if self.near.enabled:
+            TALLY.cache_lookup("near", "miss")
         generation = self.near.generation
         key = self.key(image_id)
 
@@ -113,9 +117,12 @@ class MetadataCache:
         try:
             raw = await self.redis.execute(read)
         except RedisUnavailable:
+            TALLY.cache_lookup("redis", "error")
             return None, "MISS"
         if raw is None:
+            TALLY.cache_lookup("redis", "miss")
             return None, "MISS"
+        TALLY.cache_lookup("redis", "hit")
         try:
             value = json.loads(raw)
         except ValueError:

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 import anyio
 
 from app.errors import ServiceUnavailable
+from app.observability.metrics import UPLOAD_SLOT_TIMEOUTS, UPLOAD_SLOT_WAITS
 
 
 class UploadSlots:
@@ -50,9 +51,12 @@ class UploadSlots:
         """Hold one slot for the block; raise `ServiceUnavailable` (503) if none frees up in time."""
         # anyio's semaphore gives a slot back if the waiter is cancelled (client gone, timeout) even
         # when the slot was handed over in the same instant, so waiting never leaks a slot.
+        if self._semaphore.value == 0:
+            UPLOAD_SLOT_WAITS.inc()
         with anyio.move_on_after(self.timeout_seconds) as waited:
             await self._semaphore.acquire()
         if waited.cancelled_caught:
+            UPLOAD_SLOT_TIMEOUTS.inc()
             raise ServiceUnavailable(
                 f"The server is busy with other uploads; try again in {self.retry_after_seconds} seconds.",
                 details={"limit": self._limit, "waited_seconds": self.timeout_seconds},

@@ -39,6 +39,9 @@ from app.media.thumbnails import (
 )
 from app.models import Image, ThumbnailStatus
 from app.models.base import utc_now
+from app.observability.jobs import observed_job
+from app.observability.stages import stage
+from app.observability.tracing import current_traceparent, job_span
 from app.services.content_store import collect_garbage, lock_content
 from app.services.render_slots import RenderTicket
 from app.services.storage import StorageBackend
@@ -47,6 +50,9 @@ from app.services.variants import VariantService
 from app.utils.worker_threads import run_blocking
 
 logger = logging.getLogger(__name__)
+
+# The jobs' kind, in metrics and in the job queue (app.jobs.kinds.THUMBNAIL is this name).
+THUMBNAIL_JOB = "thumbnail"
 
 QUEUE_CAPACITY = 1000  # a full queue drops ids; the sweeper finds them in the database
 # Frames decoded by upload validation, waiting for their job (a few hundred KB each). Past this many
@@ -71,6 +77,8 @@ class NewUpload:
     decoded: DecodedFrame | None = None
     # The row was inserted already claimed (`lease_for_new_upload`), so the job need not claim it.
     claimed: bool = False
+    # The upload request's span (W3C traceparent): the job's span joins the upload's trace.
+    traceparent: str | None = None
 
 
 class ThumbnailJobs:
@@ -153,6 +161,9 @@ class ThumbnailJobs:
 
     async def submit(self, image_id: uuid.UUID, upload: NewUpload | None = None) -> None:
         """`enqueue`, as the upload path calls every job queue (app.services.uploads.ThumbnailQueue)."""
+        traceparent = current_traceparent()
+        if upload is not None and traceparent is not None:
+            upload = replace(upload, traceparent=traceparent)
         self.enqueue(image_id, upload)
 
     async def run(self) -> None:
@@ -184,8 +195,11 @@ class ThumbnailJobs:
 
     async def _consume(self) -> None:
         async for image_id in self._receive:
+            handoff = self._handoffs.get(image_id)
+            traceparent = None if handoff is None else handoff.traceparent
             try:
-                await self.process(image_id)
+                with job_span("chitram.job.thumbnail", traceparent, subject=str(image_id)), observed_job(THUMBNAIL_JOB):
+                    await self.process(image_id)
             except Exception:
                 # The row keeps its lease; the sweeper retries once it runs out.
                 logger.exception("thumbnail job for %s failed unexpectedly", image_id)
@@ -430,11 +444,13 @@ def _render_and_store(
     A render that outlived its time limit stores nothing: its job has moved on (a retry, or the
     image's deletion), and a late write could leave a file nobody records.
     """
-    rendered = render()
+    with stage("thumbnail"):
+        rendered = render()
     if ticket.given_up:
         raise TimeoutError("the job stopped waiting for this render")
     key = thumbnail_key(image_id, rendered.content_type)
-    storage.save_blocking(key, io.BytesIO(rendered.data), len(rendered.data), rendered.content_type)
+    with stage("store"):
+        storage.save_blocking(key, io.BytesIO(rendered.data), len(rendered.data), rendered.content_type)
     return rendered
 
 

@@ -31,6 +31,8 @@ from app.media.thumbnail_plan import DecodedFrame
 from app.media.validation import Limits, PreparedUpload, decode_upload, prepare_upload
 from app.models import Image, ThumbnailStatus, User, Visibility
 from app.models.base import utc_now
+from app.observability.metrics import count_accepted_upload
+from app.observability.stages import stage
 from app.schemas.upload import ReceivedUpload
 from app.services import usage
 from app.services.content_store import collect_garbage, lock_content, original_key
@@ -120,20 +122,20 @@ async def create_image(
     if await _content_stored(sessionmaker, row["storage_key"]):
         # A duplicate: its bytes and (usually) its thumbnail exist already; nothing needs decoding.
         inserted = await _insert_row(sessionmaker, storage, settings, row, token_version, store=None)
+    duplicate = inserted is not None
     decoded: DecodedFrame | None = None
     if inserted is None:
-        decoded = await run_blocking(
-            partial(decode_upload, prepared, limits=upload_limits(settings), thumbnail_side=settings.thumbnail_size)
-        )
+        decoded = await run_blocking(partial(_decoded, prepared, settings))
         # Claimed for this process's thumbnail job in the same INSERT, when this process makes them.
         lease = thumbnails.lease_for_new_upload()
         row.update(thumbnail_lease_until=lease, thumbnail_attempts=0 if lease is None else 1)
         data, content_type = prepared.data, prepared.content_type
-        store = partial(storage.save_blocking, row["storage_key"], io.BytesIO(data), len(data), content_type)
+        store = partial(_store_original, storage, row["storage_key"], data, content_type)
         inserted = await _insert_row(sessionmaker, storage, settings, row, token_version, store=store)
         if inserted is None:  # with a store to run, the row is written or an error is raised
             raise RuntimeError("the upload's row was not written")
 
+    count_accepted_upload(duplicate=duplicate, content_type=row["content_type"], size=row["file_size"])
     if inserted["thumbnail_status"] == ThumbnailStatus.PENDING:
         # Only now: a job must never look for a row that is not there yet.
         claimed = inserted["thumbnail_lease_until"] is not None
@@ -142,6 +144,17 @@ async def create_image(
         # durably), so killing this process right after cannot delay the thumbnail past a sweep.
         await thumbnails.submit(row["id"], handoff)
     return Image(**inserted), delete_token
+
+
+def _decoded(prepared: PreparedUpload, settings: Settings) -> DecodedFrame:
+    """Decode the whole picture, as validation must (a worker thread's hop)."""
+    with stage("validate"):
+        return decode_upload(prepared, limits=upload_limits(settings), thumbnail_side=settings.thumbnail_size)
+
+
+def _store_original(storage: StorageBackend, key: str, data: bytes, content_type: str) -> None:
+    with stage("store"):
+        storage.save_blocking(key, io.BytesIO(data), len(data), content_type)
 
 
 def _new_row(

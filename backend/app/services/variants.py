@@ -42,6 +42,7 @@ from app.errors import ImageNotFound, ServiceUnavailable, StorageUnavailable, Va
 from app.media.variants import RenderedVariant, VariantError, VariantRecipe, render_variant
 from app.models import Image, Variant, VariantStatus
 from app.models.base import utc_now
+from app.observability.stages import stage
 from app.services.content_store import lock_content
 from app.services.delivery import StoredFile
 from app.services.render_slots import RenderTicket
@@ -372,10 +373,12 @@ def _render_and_store(
     ticket: RenderTicket,
 ) -> RenderedVariant:
     """Render, then store (a worker thread's whole job; the time limit covers both)."""
-    rendered = service.render_blocking(source, recipe)
+    with stage("variant", width=recipe.width or 0, mode=recipe.mode):
+        rendered = service.render_blocking(source, recipe)
     if ticket.given_up:
         raise TimeoutError("the request stopped waiting for this render")
-    service.store_blocking(key_of(rendered.extension), rendered)
+    with stage("store"):
+        service.store_blocking(key_of(rendered.extension), rendered)
     return rendered
 
 

@@ -10,13 +10,15 @@ Cancellation keeps anyio's meaning. By default the caller waits for the thread e
 scope is cancelled (a thread cannot be stopped), gets its result, and the cancellation strikes at
 the caller's next await, so the caller can still undo what the thread did (an upload removes the
 blob it stored). With `abandon_on_cancel` the caller leaves at once and the thread finishes on its
-own. Unlike anyio, the thread does not get a copy of the caller's context variables (these two hops
-use none), and its pool is separate from anyio's: the callers bound their own concurrency.
+own. As with anyio, the thread runs in a copy of the caller's context variables, so what it does
+belongs to the caller's trace span (copying costs a fraction of a microsecond: a context is an
+immutable map). Its pool is separate from anyio's: the callers bound their own concurrency.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -36,7 +38,8 @@ async def run_blocking(func: Callable[[], T], *, abandon_on_cancel: bool = False
     """Run `func()` in a worker thread and return its result (see the module's note on cancellation)."""
     # As anyio does, work asked for in a cancelled scope never starts (this yields only then).
     await anyio.lowlevel.checkpoint_if_cancelled()
-    future = asyncio.get_running_loop().run_in_executor(_executor, func)
+    # A run_in_executor thread sees none of the caller's context variables (anyio's see a copy): give it one.
+    future = asyncio.get_running_loop().run_in_executor(_executor, contextvars.copy_context().run, func)
     # As anyio.to_thread.run_sync: a shielded wait defers the scope's cancellation to the next await.
     with anyio.CancelScope(shield=not abandon_on_cancel):
         result = await future

@@ -11,6 +11,7 @@ import jwt
 import pytest
 
 from app.config import Settings
+from tests.error_checks import without_request_id
 from tests.factories import bearer, register
 
 PASSWORD = "correct horse battery"
@@ -84,7 +85,8 @@ async def test_wrong_password_and_unknown_email_look_the_same(
     await register(client, "known@example.com")
     response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
     assert response.status_code == 401
-    assert response.json()["detail"] == {
+    detail = response.json()["detail"]
+    assert {**detail, "details": without_request_id(detail["details"])} == {
         "code": "INVALID_CREDENTIALS",
         "message": "Incorrect email or password.",
         "details": {},

@@ -18,6 +18,7 @@ from app.main import create_app
 from tests.api.apps import running_app, without_workers
 from tests.api.helpers import image_row_count
 from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+from tests.error_checks import without_request_id
 from tests.factories import make_jpeg, token_of, upload, upload_ok
 from tests.servers import free_port
 
@@ -29,7 +30,14 @@ def stored_files(root: Path) -> list[Path]:
 async def test_unknown_route_is_not_found_in_the_envelope(client: httpx.AsyncClient) -> None:
     response = await client.get("/api/v1/nothing-here")
     assert response.status_code == 404
-    assert response.json() == {"detail": {"code": "NOT_FOUND", "message": "Not Found", "details": {}}}
+    detail = response.json()["detail"]
+    assert {**detail, "details": without_request_id(detail["details"])} == {
+        "code": "NOT_FOUND",
+        "message": "Not Found",
+        "details": {},
+    }
+    # The id in the envelope is the answer's own, so a user's report leads to the server's log line.
+    assert detail["details"]["request_id"] == response.headers["X-Request-ID"]
 
 
 async def test_wrong_method_is_method_not_allowed(client: httpx.AsyncClient) -> None:
@@ -139,6 +147,9 @@ async def test_storage_down_during_upload_is_503_and_keeps_no_row(
         assert health.json()["status"] == "unhealthy"
         assert health.json()["storage"] == "disconnected"
         assert health.json()["database"] == "connected"
+        ready = await client.get("/readyz")
+        assert (ready.status_code, ready.json()["status"], ready.json()["storage"]) == (503, "unready", "disconnected")
+        assert (await client.get("/livez")).json() == {"status": "alive"}  # alive: restarting it would not help
 
 
 async def test_storage_down_during_delete_still_deletes_the_row(
@@ -205,6 +216,9 @@ async def test_database_down_makes_health_unhealthy_and_requests_503(tmp_path: P
         assert health.status_code == 503
         assert health.json()["status"] == "unhealthy"
         assert health.json()["database"] == "disconnected"
+        ready = await client.get("/readyz")
+        assert (ready.status_code, ready.json()["status"], ready.json()["database"]) == (503, "unready", "disconnected")
+        assert (await client.get("/livez")).status_code == 200
         assert health.json()["storage"] == "connected"
         response = await client.get(f"/api/v1/images/{uuid.uuid4()}")
         assert response.status_code == 503

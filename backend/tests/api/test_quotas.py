@@ -11,6 +11,7 @@ import httpx
 from app.config import Settings
 from tests.api.apps import running_app
 from tests.conftest import _truncate_tables
+from tests.error_checks import without_request_id
 from tests.factories import bearer, make_distinct_jpeg, register, upload
 from tests.servers import app_servers
 
@@ -55,7 +56,7 @@ async def test_the_bytes_quota_refuses_with_the_figures_and_keeps_nothing(settin
         assert refused.status_code == 403
         detail = refused.json()["detail"]
         assert detail["code"] == "QUOTA_EXCEEDED"
-        assert detail["details"] == {
+        assert without_request_id(detail["details"]) == {
             "quota_bytes": 2 * size + size // 2,
             "quota_images": None,
             "used_bytes": 2 * size,

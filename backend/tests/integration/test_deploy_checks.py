@@ -1,7 +1,7 @@
 """The deployment checks catch what they exist for: unknown variable names and broken deployment files.
 
-scripts/lint-deploy.sh needs Debian's caddy, which `make lint` installs first (scripts/install-system-deps.sh);
-without it these tests fail with that instruction, they never skip.
+scripts/lint-deploy.sh needs Debian's caddy and promtool (package prometheus), which `make lint` installs
+first (scripts/install-system-deps.sh); without them these tests fail with that instruction, they never skip.
 """
 
 from __future__ import annotations

@@ -132,6 +132,8 @@ async def test_image_deleted_while_redis_hangs_is_not_served_from_the_cache_afte
         assert deleted.status_code == 204
         assert (await client.get(f"/api/v1/images/{created['id']}")).status_code == 404
         assert (await health(client))["status"] == "degraded"
+        ready = await client.get("/readyz")  # still ready: the cache and shared limits fail open
+        assert (ready.status_code, ready.json()["status"], ready.json()["cache"]) == (200, "degraded", "disconnected")
     finally:
         throwaway_redis.resume()
 

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import io
 import random
+import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ PHOTO_SIZE = (3000, 2000)
 # Generous: two processes render and poll on a shared, possibly loaded, two-core machine.
 REQUEST_TIMEOUT_SECONDS = 120
 STARTUP_TIMEOUT_SECONDS = 180
-RENDER_LOG_PREFIX = "INFO app.services.variants: rendered variant "
+# The app's text log line (LOG_FORMAT=text): "... INFO [process] app.services.variants [request id]: rendered ..."
+RENDER_LOG = re.compile(r" INFO \[[^]]*\] app\.services\.variants \[[^]]*\]: rendered variant (\S+) of ([0-9a-f]{64}) ")
 # `format=auto`: what each client accepts, and what it must be given.
 NEGOTIATED = {
     "image/avif,image/webp,image/*;q=0.8,*/*;q=0.5": "image/avif",
@@ -64,10 +66,9 @@ class ApiProcess:
         """The names of the variants of `checksum` this process rendered, one per render."""
         names = []
         for line in self.log.read_text().splitlines():
-            if line.startswith(RENDER_LOG_PREFIX):
-                name, _, rest = line.removeprefix(RENDER_LOG_PREFIX).partition(" of ")
-                if rest.startswith(checksum):
-                    names.append(name)
+            rendered = RENDER_LOG.search(line)
+            if rendered is not None and rendered.group(2) == checksum:
+                names.append(rendered.group(1))
         return names
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import threading
 
 import anyio
@@ -16,6 +17,20 @@ async def test_runs_in_a_worker_thread_and_returns_its_result() -> None:
     result = await run_blocking(lambda: threading.current_thread().name)
     assert result.startswith("chitram-blocking")
     assert result != threading.current_thread().name
+
+
+async def test_the_thread_sees_the_callers_context_variables_and_cannot_change_them() -> None:
+    # The current trace span is one: a step run in the thread must be a child of the caller's span.
+    current = contextvars.ContextVar("current", default="none")
+    current.set("the request's span")
+
+    def look_and_change() -> str:
+        seen = current.get()
+        current.set("changed in the thread")
+        return seen
+
+    assert await run_blocking(look_and_change) == "the request's span"
+    assert current.get() == "the request's span"
 
 
 async def test_an_exception_in_the_thread_reaches_the_caller() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from tests.error_checks import without_request_id
 from tests.factories import UPLOAD_URL, bearer, make_jpeg, register, upload
 from tests.web.helpers import CSRF_COOKIE, PASSWORD, csrf_token, logged_in_user
 
@@ -75,7 +76,7 @@ async def test_a_cookie_authenticated_api_delete_needs_the_csrf_header(client: h
     refused = await client.delete(f"/api/v1/images/{created['id']}")
     assert refused.status_code == 403
     assert refused.json()["detail"]["code"] == "FORBIDDEN"  # the API keeps its JSON envelope
-    assert refused.json()["detail"]["details"] == {"reason": "csrf"}
+    assert without_request_id(refused.json()["detail"]["details"]) == {"reason": "csrf"}
     forged = await client.delete(f"/api/v1/images/{created['id']}", headers={"X-CSRF-Token": WRONG_TOKEN})
     assert forged.status_code == 403
     assert (await client.get(f"/api/v1/images/{created['id']}")).status_code == 200
@@ -90,7 +91,7 @@ async def test_a_cookie_authenticated_api_upload_needs_the_csrf_header(client: h
     await logged_in_user(client)
     refused = await upload(client, make_jpeg())
     assert refused.status_code == 403
-    assert refused.json()["detail"]["details"] == {"reason": "csrf"}
+    assert without_request_id(refused.json()["detail"]["details"]) == {"reason": "csrf"}
     accepted = await upload(client, make_jpeg(), headers={"X-CSRF-Token": await csrf_token(client)})
     assert accepted.status_code == 201
     assert accepted.json()["delete_token"] is None  # owned by the cookie's user

@@ -23,7 +23,7 @@ def first_read_size(length: int | None) -> int:
     return length if length is not None and length <= WHOLE_READ_LIMIT else CHUNK_SIZE
 
 
-class StoredObjectMissing(Exception):
+class StoredObjectMissing(LookupError):
     """The key is not in the store."""
 
 
@@ -75,6 +75,10 @@ class StorageBackend(ABC):
         self, key: str, expires_seconds: int, response_headers: Mapping[str, str] | None = None
     ) -> str | None:
         """A URL from which clients can GET `key` directly, or None when the store cannot give one."""
+        return None
+
+    async def free_bytes(self) -> int | None:
+        """Room left for new objects, where the store can tell (a local disk); None otherwise."""
         return None
 
     @abstractmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 from collections.abc import AsyncGenerator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -13,6 +14,7 @@ import anyio
 import anyio.to_thread
 
 from app.errors import StorageUnavailable
+from app.observability.storage_metrics import measured_async, measured_save
 from app.services.storage.base import CHUNK_SIZE, StorageBackend, StoredObjectMissing, first_read_size
 
 STORED_FILE_MODE = 0o644
@@ -25,6 +27,10 @@ class LocalStorage(StorageBackend):
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    async def free_bytes(self) -> int | None:
+        usage = await anyio.to_thread.run_sync(shutil.disk_usage, self.root)
+        return usage.free
 
     def path_for(self, key: str) -> Path:
         """The file that holds `key`; raises ValueError for a key that could leave the root."""
@@ -45,6 +51,7 @@ class LocalStorage(StorageBackend):
         except OSError as error:
             raise StorageUnavailable(f"cannot create the storage folder {self.root}: {error.strerror}") from error
 
+    @measured_save
     def save_blocking(self, key: str, source: BinaryIO, size: int, content_type: str) -> None:
         """Write `size` bytes from `source` to a temporary file, then move it into place atomically."""
         try:
@@ -52,6 +59,7 @@ class LocalStorage(StorageBackend):
         except OSError as error:
             raise StorageUnavailable() from error
 
+    @measured_async("get")
     async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """Open `key` and return an iterator over bytes `start..end` (inclusive)."""
         _check_range(start, end)
@@ -66,6 +74,7 @@ class LocalStorage(StorageBackend):
             raise StorageUnavailable() from error
         return _read_chunks(file, first, None if length is None else length - len(first))
 
+    @measured_async("get")
     async def read_all(self, key: str) -> bytes:
         """The whole file in one thread hop."""
         path = self.path_for(key)
@@ -76,6 +85,7 @@ class LocalStorage(StorageBackend):
         except OSError as error:
             raise StorageUnavailable() from error
 
+    @measured_async("delete")
     async def delete(self, key: str) -> None:
         """Remove `key`; a missing file is fine."""
         path = self.path_for(key)
@@ -84,6 +94,7 @@ class LocalStorage(StorageBackend):
         except OSError as error:
             raise StorageUnavailable() from error
 
+    @measured_async("exists")
     async def exists(self, key: str) -> bool:
         """Whether a file for `key` exists."""
         path = self.path_for(key)

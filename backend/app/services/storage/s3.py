@@ -23,6 +23,7 @@ from urllib3.exceptions import HTTPError, MaxRetryError
 from urllib3.response import BaseHTTPResponse
 
 from app.errors import StorageUnavailable
+from app.observability.storage_metrics import measured_async, measured_save
 from app.services.storage.base import CHUNK_SIZE, StorageBackend, StoredObjectMissing, first_read_size
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class S3Storage(StorageBackend):
         """Close pooled connections."""
         self._http.clear()
 
+    @measured_save
     def save_blocking(self, key: str, source: BinaryIO, size: int, content_type: str) -> None:
         """Upload `size` bytes from `source` under `key`, one part at a time."""
         self._mapped(
@@ -116,6 +118,7 @@ class S3Storage(StorageBackend):
             )
         )
 
+    @measured_async("get")
     async def open_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """Open `key` and return an iterator over bytes `start..end` (inclusive)."""
         if start < 0 or (end is not None and end < start):
@@ -136,10 +139,12 @@ class S3Storage(StorageBackend):
             response.release_conn()
             raise
 
+    @measured_async("delete")
     async def delete(self, key: str) -> None:
         """Remove `key`; S3 answers a delete of a missing key with success."""
         await self._call(lambda: self._client.remove_object(self.bucket, key))
 
+    @measured_async("exists")
     async def exists(self, key: str) -> bool:
         """Whether `key` is in the bucket."""
         try:

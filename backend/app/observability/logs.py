@@ -1,0 +1,88 @@
+"""How every Chitram process writes its log: one JSON object per line in production, readable text otherwise.
+
+Each line carries the request id of the request it was written for (`request_context`); the lines
+about requests themselves add method, route, status, duration and client. Secrets never reach a line:
+nothing logs them on purpose, and `Redact` masks anything shaped like an API key, a bearer token or a
+JWT that an exception message might carry.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Literal
+
+from pythonjsonlogger.json import JsonFormatter
+
+from app.observability.request_context import current_request_id
+
+LogFormat = Literal["json", "text"]
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s [%(processName)s] %(name)s [%(request_id)s]: %(message)s"
+JSON_FIELDS = ("levelname", "name", "processName", "message", "request_id")
+JSON_RENAMES = {"levelname": "level", "name": "logger", "processName": "process"}
+
+_SECRETS = re.compile(
+    r"chk_[0-9a-f]{16}_[A-Za-z0-9_-]+"  # an API key (app.services.api_keys)
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/-]+=*"  # any bearer credential
+    r"|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"  # a JWT
+)
+
+
+class RequestIdFilter(logging.Filter):
+    """Puts the current request's id (or "-") on every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_request_id() or "-"
+        record.__dict__.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
+        return True
+
+
+class Redact(logging.Filter):
+    """Masks credentials in a record's message and arguments before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and _SECRETS.search(record.msg):
+            record.msg = _SECRETS.sub("[redacted]", record.msg)
+        if record.args:
+            if isinstance(record.args, tuple):
+                record.args = tuple(_redacted(argument) for argument in record.args)
+            elif isinstance(record.args, dict):
+                record.args = {key: _redacted(value) for key, value in record.args.items()}
+        return True
+
+
+def _redacted(value: object) -> object:
+    if isinstance(value, str) and _SECRETS.search(value):
+        return _SECRETS.sub("[redacted]", value)
+    return value
+
+
+def configure_logging(log_format: LogFormat, level: str = "INFO") -> None:
+    """One handler on the root logger, on stderr (uvicorn's loggers propagate to it)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
+    handler.addFilter(Redact())
+    if log_format == "json":
+        handler.setFormatter(
+            # `time`: ISO 8601 in UTC with microseconds.
+            JsonFormatter(list(JSON_FIELDS), rename_fields=JSON_RENAMES, timestamp="time")
+        )
+    else:
+        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # uvicorn's own handlers would print a second, differently shaped line; let its records reach ours.
+    for name in ("uvicorn", "uvicorn.error"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    # Requests are logged by RequestContextMiddleware (ACCESS_LOG); uvicorn logs them whenever this
+    # logger has a handler anywhere up its chain, so it must not reach the root's.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
