@@ -48,7 +48,8 @@ worker: migrate
 strip-metadata: migrate
 	$(RUN) python -m app.admin strip-metadata
 
-# Debian packages the checks need (caddy, chromium, wrk, nginx, postgresql-client); no-op when present.
+# Debian packages the checks need (caddy, chromium, wrk, nginx, postgresql-client, and prometheus for its
+# promtool); no-op when present.
 system-deps:
 	bash scripts/install-system-deps.sh
 

@@ -24,6 +24,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BACKEND_DIR = REPO_ROOT / "backend"
 IMAGE_START_FILES = (BACKEND_DIR / "Dockerfile", BACKEND_DIR / "scripts" / "prestart.sh")
 APP_SERVICES = ("api", "worker")  # the services that run the app's image
+# Read by the OpenTelemetry SDK itself, not by Settings (app.observability.tracing); the ones Compose passes.
+OTEL_NAMES = frozenset(
+    {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"}
+)
 # `$$` is Compose's escape for a literal `$`; it is matched first so `$$NAME` is not taken for a variable.
 COMPOSE_VARIABLE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)|([A-Za-z_][A-Za-z0-9_]*))")
 SHELL_BRACED_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
@@ -95,7 +99,7 @@ def env_example_names(path: Path) -> set[str]:
 
 def check(compose_path: Path, env_example_path: Path) -> list[str]:
     compose = yaml.safe_load(compose_path.read_text()) or {}
-    readable = settings_names() | image_start_names()
+    readable = settings_names() | image_start_names() | OTEL_NAMES
     problems: list[str] = []
     for service in APP_SERVICES:
         names, service_problems = service_environment_names(compose, service)

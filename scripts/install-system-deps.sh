@@ -14,6 +14,7 @@ REQUIREMENTS=(
     "chromium chromium"         # browser tests (Playwright drives Debian's Chromium, never its own)
     "wrk wrk"                   # make bench, and its smoke run in make test
     "nginx nginx"               # make bench: the static-file ceiling
+    "promtool prometheus"       # `promtool check/test rules`, `check config` (scripts/lint-deploy.sh)
 )
 
 # nginx and friends live in /usr/sbin, which a non-login PATH may lack.
@@ -45,9 +46,9 @@ export DEBIAN_FRONTEND=noninteractive
 echo "install-system-deps: apt-get update"
 apt-get update -qq
 echo "install-system-deps: apt-get install ${missing_packages[*]}"
-# Debian's nginx and caddy packages start a system server on port 80 after installing; we only need
-# the binaries, so service start-up is denied for this install (policy-rc.d exit 101), unless the
-# machine already has a policy of its own.
+# Debian's nginx and caddy packages start a system server on port 80 after installing, and prometheus
+# one on port 9090; we only need the binaries (promtool), so service start-up is denied for this install
+# (policy-rc.d exit 101), unless the machine already has a policy of its own.
 policy=/usr/sbin/policy-rc.d
 own_policy=false
 if [[ ! -e $policy ]]; then
@@ -59,6 +60,11 @@ status=0
 apt-get install -y -qq --no-install-recommends "${missing_packages[@]}" >/dev/null || status=$?
 if $own_policy; then rm -f "$policy"; fi
 ((status == 0)) || exit "$status"
+# prometheus is installed for promtool alone: its server must not start at the next boot either
+# (update-rc.d disables both the init script and the systemd unit).
+if [[ " ${missing_packages[*]} " == *" prometheus "* ]]; then
+    update-rc.d prometheus disable >/dev/null 2>&1 || true
+fi
 for requirement in "${REQUIREMENTS[@]}"; do
     read -r command_name package <<<"$requirement"
     present "$command_name" || {
