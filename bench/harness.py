@@ -5,12 +5,16 @@ installs wrk, nginx and py-spy first. Needs PostgreSQL and Redis (database.py sa
 starts binds 127.0.0.1 and is stopped at the end, and the whole run has a time budget.
 
 The passes of a run, in order (a ceiling or floor is measured next to its figure, so both see the same
-machine); `--only` runs some of them, and then writes no page, which shows complete runs only:
+machine); `--only` runs some of them, and then writes no page, which shows complete runs only (`--doc -`
+prints the part it measured):
   reads     bare Starlette and nginx as ceilings, then from local storage: 1 cached metadata, 2 file
             (and behind nginx);
   uploads   uploads to local storage on two fresh servers (upload_scenarios.py): 3 unique 200 KB JPEGs
             with stripping on and off, duplicates, unique WebP and HEIC, each with its floor in plain
             loops; then 4 thumbnail latency (+ its floor) on the stripping server;
+  observability
+            issue 17's cost (observability_scenarios.py): 1's cached metadata and 3's unique 200 KB
+            uploads on two servers, metrics and JSON logs off and on, leg by leg in turn;
   memory    a fresh server for 5, 50 concurrent 5 MB uploads;
   variants  fresh servers for variants (variant_scenarios.py): cold 600 px WebP and AVIF renders with
             their floor, a warm variant against an original of the same bytes, single flight;
@@ -42,11 +46,13 @@ from minio import Minio
 
 import client_scenarios
 import images
+import observability_scenarios
 import profiles
 import report
 import targets
 import thumbnail_floor
 from database import REDIS_URL, BenchDatabase, flush_redis
+from observability_scenarios import ObservabilityPass
 from services import BACKEND_DIR, BENCH_DIR, REPO_ROOT, Processes, Service
 from upload_scenarios import UploadBodies, UploadPass
 from variant_scenarios import VariantPass
@@ -73,7 +79,7 @@ PROFILED_SCENARIOS = (
     "original_warm",
     "workers_upload_200k",
 )
-PASSES = ("reads", "uploads", "memory", "variants", "workers", "s3")
+PASSES = ("reads", "uploads", "observability", "memory", "variants", "workers", "s3")
 
 
 def parse_args() -> argparse.Namespace:
@@ -104,8 +110,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--doc",
         default=None,
-        help="where to write the Markdown table; '-' for nowhere (default docs/performance.md, "
-        "nowhere with --profile, whose figures the profiler perturbs)",
+        help="where to write the Markdown page; '-' for standard output (default docs/performance.md; "
+        "nowhere with --profile, whose figures the profiler perturbs, or with --only)",
     )
     parser.add_argument("--command", default=None, help=argparse.SUPPRESS)  # as typed, passed in by run.sh
     args = parser.parse_args()
@@ -115,8 +121,8 @@ def parse_args() -> argparse.Namespace:
         args.warmup = 0 if args.smoke else 2
     if args.only is not None and args.doc not in (None, "-"):
         parser.error("--only measures part of the suite; a page is written by complete runs only")
-    if args.doc is None:
-        args.doc = "-" if args.profile or args.only is not None else str(REPO_ROOT / "docs" / "performance.md")
+    if args.doc is None and not args.profile and args.only is None:
+        args.doc = str(REPO_ROOT / "docs" / "performance.md")
     return args
 
 
@@ -130,11 +136,19 @@ def _passes(value: str) -> tuple[str, ...]:
 
 
 def clean_env() -> dict[str, str]:
-    """This process's environment without any of Chitram's settings a developer's shell may carry."""
+    """This process's environment without any of Chitram's settings a developer's shell may carry.
+
+    OpenTelemetry's OTEL_* variables and PROMETHEUS_MULTIPROC_DIR are settings too: one would turn
+    tracing on, the other put every server's metrics in one folder.
+    """
     from app.config import Settings
 
-    names = {name.upper() for name in Settings.model_fields}
-    return {key: value for key, value in os.environ.items() if key.upper() not in names}
+    names = {name.upper() for name in Settings.model_fields} | {"PROMETHEUS_MULTIPROC_DIR"}
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key.upper() not in names and not key.upper().startswith("OTEL_")
+    }
 
 
 def port_of(service: Service) -> int:
@@ -278,6 +292,7 @@ class Run:
         passes: dict[str, Callable[[], None]] = {
             "reads": self.reads_pass,
             "uploads": self.uploads_pass,
+            "observability": self.observability_pass,
             "memory": self.memory_pass,
             "variants": self.variants_pass,
             "workers": self.workers_pass,
@@ -368,6 +383,10 @@ class Run:
                 client, account.token, thumbnail_source, samples=runs, server_pid=chitram.pid
             )
         self.processes.stop(chitram)
+
+    def observability_pass(self) -> None:
+        """What metrics and JSON logs cost (observability_scenarios.py): two fresh servers, off and on."""
+        ObservabilityPass(self, self.file_500k).execute()
 
     def memory_pass(self) -> None:
         """Scenario 5 on a fresh process: its peak is not inflated by what earlier scenarios allocated."""
@@ -490,9 +509,10 @@ def time_budget_seconds(args: argparse.Namespace) -> int:
 
     The variant pass's cold renders add about three minutes on a busy 2-core machine: 2 x 20 renders of
     each format, half of them by the floor, AVIF the slowest at up to 1.5 s each. The workers pass adds
-    a database, a layout's start and a backlog's drain (allowed a minute at most).
+    a database, a layout's start and a backlog's drain (allowed a minute at most). The observability
+    pass's legs are bounded on their own.
     """
-    return int(600 + 24 * (args.duration + args.warmup + 20))
+    return int(600 + 24 * (args.duration + args.warmup + 20) + observability_scenarios.budget_seconds(args))
 
 
 def main() -> int:
@@ -532,14 +552,21 @@ def main() -> int:
         summary = args.results_dir / f"{kind}-profiles.txt"
         summary.write_text(profiles.render_text(results["profiles"]))
         run.log(f"profile summaries in {summary}; flame graphs in {args.results_dir}/<scenario>.svg")
-    if args.doc != "-":
+    if args.doc == "-":
+        sys.stdout.write(report.markdown(results))
+    elif args.doc is not None:
         Path(args.doc).write_text(report.markdown(results))
         run.log(f"wrote {args.doc}")
     run.log(f"raw results in {args.results_dir / f'{kind}-latest.json'}")
+    # With the page on standard output, the summary goes beside it, not into it.
+    summary = sys.stderr if args.doc == "-" else sys.stdout
     for row in results["verdicts"]:
         ratio = f" ratio {row['ratio']:.2f}" if row["ratio"] is not None else ""
         verdict = "pass" if row["pass"] else "MISS"
-        print(f"{verdict:4}  {row['figure']}: {row['value']:g} {row['unit']}{ratio}  (target {row['target']})")
+        print(
+            f"{verdict:4}  {row['figure']}: {row['value']:g} {row['unit']}{ratio}  (target {row['target']})",
+            file=summary,
+        )
     return 0
 
 

@@ -47,6 +47,11 @@ SCENARIOS = (
     "workers_upload_floor",
     "workers_thumbnail_latency",
     "workers_thumbnail_floor",
+    "observability_metadata_off",
+    "observability_metadata_on",
+    "observability_upload_off",
+    "observability_upload_on",
+    "observability_scrapes",
 )
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -241,6 +246,87 @@ def _worker_lines(scenarios: Results) -> list[str]:
     ]
 
 
+def _thumbnail_lines(scenarios: Results) -> list[str]:
+    thumbs, floor = scenarios["thumbnail_latency"], scenarios["thumbnail_floor"]
+    return [
+        f"- Thumbnail latency ({thumbs['samples']} uploads of a 4000x3000 JPEG, "
+        f"{thumbs['source_bytes'] / 1e6:.2f} MB, polled every {thumbs['poll_interval_ms']:g} ms): ready "
+        f"{_number(thumbs['median_after_upload_ms'], 'ms')} (median) after the upload's response, "
+        f"{_number(thumbs['median_end_to_end_ms'], 'ms')} after its request started; the upload itself took "
+        f"{_number(thumbs['median_upload_ms'], 'ms')}; failures {thumbs['failures']}; "
+        f"server peak RSS {_number(thumbs['peak_rss_mb'], 'MB')}.",
+        f"- Thumbnail floor (same file, plain loop of {floor['runs']}): Pillow draft + thumbnail + JPEG encode "
+        f"{_number(floor['floor_median_ms'], 'ms')} (fastest {_number(floor['floor_min_ms'], 'ms')}); "
+        f"the app's own `render_thumbnail` "
+        f"{_number(floor['render_thumbnail_median_ms'], 'ms')}.",
+    ]
+
+
+def _memory_lines(scenarios: Results) -> list[str]:
+    memory = scenarios["memory_5mb_uploads"]
+    return [
+        f"- Memory ({memory['uploads']} concurrent uploads of {memory['file_bytes'] / 1e6:.2f} MB, fresh server "
+        f"process): peak RSS {_number(memory['peak_rss_mb'], 'MB')} (from {_number(memory['rss_start_mb'], 'MB')} "
+        f"at rest); statuses {memory['statuses']}; all thumbnails ready after "
+        f"{_number(memory['seconds_until_thumbnails_ready'], 's')}.",
+    ]
+
+
+def _observability_lines(scenarios: Results) -> list[str]:
+    """Issue 17's figures beyond the table: each side leg by leg, what the on server counted, its scrapes and logs."""
+    scrapes = scenarios["observability_scrapes"]
+    status, logged = scrapes["metrics_status"], scrapes["log_lines_during_legs"]
+
+    def legs(scenario: Results) -> str:
+        return ", ".join(_number(leg["req_per_s"]) for leg in scenario.get("legs", []))
+
+    def cpu(scenario: Results) -> str:
+        microseconds = scenario["server_cpu_us_per_request"]
+        return _number(microseconds, "µs") if microseconds < 1000 else _number(microseconds / 1000, "ms")
+
+    lines = []
+    for name, shown in (("metadata", "Cached metadata"), ("upload", "Unique 200 KB JPEG uploads")):
+        off, on = scenarios[f"observability_{name}_off"], scenarios[f"observability_{name}_on"]
+        counted = on.get("metrics_counted_requests")
+        lines.append(
+            f"- {shown} with metrics and JSON logs off and on (17, bench/observability_scenarios.py, "
+            f"{on['connections']} connections): {_number(off['req_per_s'])} and {_number(on['req_per_s'])} req/s "
+            f"(legs {legs(off)} off, {legs(on)} on), p99 {_number(off['p99_ms'], 'ms')} and "
+            f"{_number(on['p99_ms'], 'ms')}, server CPU per request {cpu(off)} and {cpu(on)}. The on "
+            "server's own request counter rose by "
+            + ("— (no metrics)" if counted is None else f"{counted:,}")
+            + f" over its legs, whose measured windows had {on['requests']:,} (their warm-ups and the scrapes add "
+            f"more); {on.get('scrapes_in_windows', 0)} scrapes fell inside those windows."
+        )
+    lines.append(
+        f"- The on server's /metrics, scraped from the loopback every {scrapes['interval_s']:g} s for the whole "
+        f"pass: {scrapes['scrapes']} scrapes, statuses {scrapes['statuses']}, median "
+        f"{_number(scrapes['median_ms'], 'ms')}, max {_number(scrapes['max_ms'], 'ms')} (under the legs' load), "
+        f"{scrapes['bytes']:,} B; {_number(scrapes.get('idle_scrape_cpu_ms'), 'ms')} of the server's CPU each "
+        f"(scrapes of the idle server, before the legs). Before the legs /metrics answered {status['on']} on the "
+        f"on server and {status['off']} on the off one"
+        + (
+            ""
+            if status["on"] == 200
+            else " (the on server served no metrics: the sides differ in LOG_FORMAT at most, and 17's targets "
+            "miss, unmeasured)"
+        )
+        + f". Log lines written while the legs ran: {logged['off']} off (text), {logged['on']} on (JSON)."
+    )
+    return lines
+
+
+# The figures beyond the tables, each group shown when its pass ran (a run of `--only` has some).
+_DETAILS = (
+    ("upload_200k", _upload_lines),
+    ("thumbnail_latency", _thumbnail_lines),
+    ("memory_5mb_uploads", _memory_lines),
+    ("variant_warm", _variant_lines),
+    ("workers_upload_200k", _worker_lines),
+    ("observability_scrapes", _observability_lines),
+)
+
+
 def markdown(results: Results) -> str:
     meta = results["meta"]
     box = meta["machine"]
@@ -253,10 +339,12 @@ def markdown(results: Results) -> str:
         "This page is written by `make bench` and is regenerated, not hand-edited: every figure and its",
         "reference come from one run on one machine, side by side, because only those ratios mean anything on",
         "shared, noisy machines. Targets are those of issue 5 (1-5), issue 13 (13.x, uploads of every format),",
-        "issue 14 (14.x, variants: cold renders, warm variants, single flight) and issue 15 (15.x, the job",
-        "queue's worker tier: uploads, the backlog's drain and thumbnail latency with API and worker processes).",
+        "issue 14 (14.x, variants: cold renders, warm variants, single flight), issue 15 (15.x, the job",
+        "queue's worker tier: uploads, the backlog's drain and thumbnail latency with API and worker processes)",
+        "and issue 17 (17, what metrics and JSON logs cost: the same scenarios with them off and on).",
         "",
         f"- Command: `{meta['command']}`",
+        *([f"- Passes: {', '.join(meta['only'])} only (`--only`): a partial run"] if meta.get("only") else []),
         f"- Date: {meta['date']}",
         f"- Commit: `{meta['commit']}`",
         f"- Machine: {box['nproc']} cores, {box['cpu_model']}, {box['memory_gib']} GiB; Linux {box['kernel']}, "
@@ -300,28 +388,11 @@ def markdown(results: Results) -> str:
             f"{_number(scenario.get('server_cpu_ms_per_request'), 'ms')} | "
             f"{_number(scenario.get('machine_idle_percent'), '%')} |"
         )
-    thumbs = scenarios["thumbnail_latency"]
-    floor = scenarios["thumbnail_floor"]
-    memory = scenarios["memory_5mb_uploads"]
+    lines.append("")
+    for marker, details in _DETAILS:
+        if marker in scenarios:
+            lines += details(scenarios)
     lines += [
-        "",
-        *_upload_lines(scenarios),
-        f"- Thumbnail latency ({thumbs['samples']} uploads of a 4000x3000 JPEG, "
-        f"{thumbs['source_bytes'] / 1e6:.2f} MB, polled every {thumbs['poll_interval_ms']:g} ms): ready "
-        f"{_number(thumbs['median_after_upload_ms'], 'ms')} (median) after the upload's response, "
-        f"{_number(thumbs['median_end_to_end_ms'], 'ms')} after its request started; the upload itself took "
-        f"{_number(thumbs['median_upload_ms'], 'ms')}; failures {thumbs['failures']}; "
-        f"server peak RSS {_number(thumbs['peak_rss_mb'], 'MB')}.",
-        f"- Thumbnail floor (same file, plain loop of {floor['runs']}): Pillow draft + thumbnail + JPEG encode "
-        f"{_number(floor['floor_median_ms'], 'ms')} (fastest {_number(floor['floor_min_ms'], 'ms')}); "
-        f"the app's own `render_thumbnail` "
-        f"{_number(floor['render_thumbnail_median_ms'], 'ms')}.",
-        f"- Memory ({memory['uploads']} concurrent uploads of {memory['file_bytes'] / 1e6:.2f} MB, fresh server "
-        f"process): peak RSS {_number(memory['peak_rss_mb'], 'MB')} (from {_number(memory['rss_start_mb'], 'MB')} "
-        f"at rest); statuses {memory['statuses']}; all thumbnails ready after "
-        f"{_number(memory['seconds_until_thumbnails_ready'], 's')}.",
-        *_variant_lines(scenarios),
-        *_worker_lines(scenarios),
         "",
         "## Notes",
         "",
@@ -394,6 +465,22 @@ def markdown(results: Results) -> str:
         "`queued` entry, not from the 201: the job is queued once the row is committed, before the answer "
         "leaves, and a worker may start on it while the answer is on its way, which ready - 201 would leave "
         "out; both are above.",
+        "- Issue 17's cost (bench/observability_scenarios.py) is measured as 13.1's stripping is: the cached "
+        "metadata of the reads pass and the unique 200 KB JPEG uploads of the uploads pass, on two servers "
+        "started together with that layout (one uvicorn process, local storage, the same database and Redis), "
+        "one with METRICS_ENABLED=false and LOG_FORMAT=text, the other as in production (METRICS_ENABLED=true, "
+        "LOG_FORMAT=json, ACCESS_LOG=false, the metrics in prometheus_client's multiprocess files as on a host "
+        "of several processes), in legs of half the duration, off on on off off on on off for each scenario. "
+        "Each side adds up its legs; both ratios are on ÷ off. The on server's /metrics is scraped every 5 s "
+        "for the whole pass, three times as often as the usual 15 s interval, so the scrapes' cost is not "
+        "understated (once a second would overstate it fifteenfold); the off server's legs share the cores "
+        "with the scrapes of the idle on server (each scrape's CPU is above). A ratio counts only if the on "
+        "server's own request counter rose by at least the requests wrk saw answered in its windows; if not, "
+        "the metrics did not watch that path and its targets miss. X-Request-ID is no setting: both servers "
+        "give every response one, so its cost is in neither ratio. Neither server has an OTEL_* variable (the "
+        "harness drops a shell's): tracing off installs nothing on the request path (no middleware, no "
+        "instrumentation; a stage's span is an empty context manager), so the off server is the tracing-off "
+        "case as well and there is no third server to compare with.",
         "",
         "Raw figures of the latest run: `bench/results/latest.json` (git-ignored).",
         "",

@@ -1,5 +1,5 @@
-"""The targets of issues 5, 13, 14 (variants) and 15 (the worker tier), each a figure of one run against a
-reference from the same run (but 15.1's drain, an absolute time the issue sets)."""
+"""The targets of issues 5, 13, 14 (variants), 15 (the worker tier) and 17 (what observability costs), each a
+figure of one run against a reference from the same run (but 15.1's drain, an absolute time the issue sets)."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ class Target:
     # How the figure relates to its reference: "value/ceiling", or "none" where a quotient means
     # nothing (a count checked against a condition).
     ratio_kind: str = "value/ceiling"
+    # Whether the run measured what the figure is about; a target it did not measure misses.
+    measured: Callable[[Results], bool] | None = None
 
 
 def _ratio(value: float, ceiling: float | None) -> float | None:
@@ -52,6 +54,42 @@ def _single_flight(figure: str, scenario: str) -> Target:
         "requests answered 200 with the same bytes",
         lambda r: r[scenario]["answered_alike"],
         ratio_kind="none",
+    )
+
+
+def _observability_cost(figure: str, scenario: str, cpu_unit: str) -> tuple[Target, Target]:
+    """Issue 17: metrics and JSON logs on cost at most 5% of the throughput, and of the CPU, of them off.
+
+    Measured only if the on server's own request counter saw at least the requests wrk saw answered.
+    CPU per request is in `cpu_unit` (µs or ms), from the pass's unrounded microseconds.
+    """
+    on, off = f"{scenario}_on", f"{scenario}_off"
+    per_us = {"µs": 1.0, "ms": 1000.0}[cpu_unit]
+
+    def measured(r: Results) -> bool:
+        return bool((r[on].get("metrics_counted_requests") or 0) >= r[on]["requests"] > 0)
+
+    return (
+        Target(
+            f"{figure}, metrics and JSON logs on, req/s",
+            lambda r: r[on]["req_per_s"],
+            "req/s",
+            "≥ 95% of off",
+            lambda v, c: (_ratio(v, c) or 0) >= 0.95,
+            "the same with them off, req/s",
+            lambda r: r[off]["req_per_s"],
+            measured=measured,
+        ),
+        Target(
+            f"{figure}, metrics and JSON logs on, server CPU per request",
+            lambda r: r[on]["server_cpu_us_per_request"] / per_us,
+            cpu_unit,
+            "≤ 1.05x off",
+            lambda v, c: (_ratio(v, c) or float("inf")) <= 1.05,
+            "the same with them off, CPU each",
+            lambda r: r[off]["server_cpu_us_per_request"] / per_us,
+            measured=measured,
+        ),
     )
 
 
@@ -247,6 +285,9 @@ TARGETS = (
         "Pillow draft + thumbnail, median",
         lambda r: r["workers_thumbnail_floor"]["floor_median_ms"],
     ),
+    # Issue 17 (observability_scenarios.py): two servers, observability off and on, leg by leg in turn.
+    *_observability_cost("17. Cached metadata", "observability_metadata", "µs"),
+    *_observability_cost("17. Unique 200 KB JPEG uploads", "observability_upload", "ms"),
 )
 
 
@@ -277,7 +318,7 @@ def verdicts(results: Results) -> list[dict[str, Any]]:
                 "ceiling": ceiling,
                 "ratio": None if ratio is None else round(ratio, 3),
                 "target": target.target,
-                "pass": bool(target.passes(value, ceiling)),
+                "pass": bool(target.passes(value, ceiling)) and (target.measured is None or target.measured(scenarios)),
             }
         )
     return rows
