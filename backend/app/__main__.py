@@ -14,8 +14,11 @@ def main() -> None:
 
     from app.config import load_settings_or_exit
     from app.main import create_serving_app
+    from app.observability.logs import configure_logging
 
     settings = load_settings_or_exit()
+    # This process's own lines too (with several workers it only supervises them; each configures its own).
+    configure_logging(settings.effective_log_format, settings.log_level)
     options = {
         "host": os.environ.get("HOST", "127.0.0.1"),
         "port": int(os.environ.get("PORT", "8000")),

@@ -27,7 +27,7 @@ from app.jobs.queue import JobQueue, QueuedThumbnails
 from app.jobs.resources import JobResources
 from app.jobs.worker import Worker
 from app.observability import metrics as app_metrics
-from app.observability.logs import configure_logging
+from app.observability.logs import configure_logging, name_requests_on_records
 from app.observability.request_context import RequestContextMiddleware
 from app.observability.tracing import configure_tracing, instrument_app, instrument_engine, shutdown_tracing
 from app.schemas.errors import document_framework_errors
@@ -172,6 +172,7 @@ def create_app(settings: Settings) -> FastAPI:
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    name_requests_on_records()
     app.state.jwt_secret = _jwt_secret(settings)
     app.state.session_cookie_name = SESSION_COOKIE_NAME
     app.state.templates = create_templates(settings)

@@ -25,5 +25,5 @@ async def metrics(request: Request) -> Response:
     ):
         raise HTTPException(404)  # the same answer as a path that does not exist
     figures = await current_figures(state.sessionmaker, state.storage, state.job_queue)
-    body, content_type = exposition(figures)
+    body, content_type = exposition(figures, request.headers.get("accept"))
     return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -30,13 +30,29 @@ _SECRETS = re.compile(
 )
 
 
-class RequestIdFilter(logging.Filter):
-    """Puts the current request's id (or "-") on every record."""
-
+class _DropColours(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = current_request_id() or "-"
         record.__dict__.pop("color_message", None)  # uvicorn's copy of the message with terminal colours
         return True
+
+
+def name_requests_on_records() -> None:
+    """Every log record made from now on carries `request_id`: the request it was written for, or "-".
+
+    Set when the record is made (in the request's context), so every handler sees it, whoever
+    configured it (the app's, pytest's). Idempotent.
+    """
+    make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "names_requests", False):
+        return
+
+    def record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        record.request_id = current_request_id() or "-"
+        return record
+
+    record_with_request_id.names_requests = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(record_with_request_id)
 
 
 class Redact(logging.Filter):
@@ -61,8 +77,9 @@ def _redacted(value: object) -> object:
 
 def configure_logging(log_format: LogFormat, level: str = "INFO") -> None:
     """One handler on the root logger, on stderr (uvicorn's loggers propagate to it)."""
+    name_requests_on_records()
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RequestIdFilter())
+    handler.addFilter(_DropColours())
     handler.addFilter(Redact())
     if log_format == "json":
         handler.setFormatter(

@@ -20,16 +20,15 @@ from collections.abc import Iterable, Iterator
 from importlib.metadata import version
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -203,33 +202,38 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV)
 
 
-class _Snapshot(Collector):
-    """Gauges read at scrape time (from the database, the disk), handed to the exposition as they are."""
+class _Scrape(Collector):
+    """One scrape's metrics: this host's (from `source`) and gauges read at scrape time (the database, the disk)."""
 
-    def __init__(self, families: Iterable[Metric]) -> None:
-        self._families = list(families)
+    def __init__(self, source: Collector | CollectorRegistry, snapshot: Iterable[Metric]) -> None:
+        self._source = source
+        self._snapshot = list(snapshot)
 
     def collect(self) -> Iterable[Metric]:
-        return self._families
+        yield from self._source.collect()
+        yield from self._snapshot
 
 
 def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, value=value)
 
 
-def exposition(snapshot: Iterable[Metric] = ()) -> tuple[bytes, str]:
-    """The scrape's body and content type: every process's metrics summed, plus `snapshot`."""
-    extra = CollectorRegistry(auto_describe=False)
-    extra.register(_Snapshot(snapshot))
+def exposition(snapshot: Iterable[Metric] = (), accept: str | None = None) -> tuple[bytes, str]:
+    """The scrape's body and content type (the Prometheus text format, or OpenMetrics if `accept` asks).
+
+    Every process's metrics summed, plus `snapshot`.
+    """
     TALLY.flush()
     directory = multiprocess_dir()
-    if directory is None:
-        body = generate_latest(REGISTRY)
-    else:
+    source: Collector | CollectorRegistry = REGISTRY
+    if directory is not None:
         summed = CollectorRegistry(auto_describe=False)
         multiprocess.MultiProcessCollector(summed, path=directory)  # type: ignore[no-untyped-call]
-        body = generate_latest(summed)
-    return body + generate_latest(extra), CONTENT_TYPE_LATEST
+        source = summed
+    scrape = CollectorRegistry(auto_describe=False)
+    scrape.register(_Scrape(source, snapshot))
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(scrape), content_type
 
 
 def forget_process(pid: int) -> None:

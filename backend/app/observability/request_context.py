@@ -20,6 +20,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.observability import tracing
 from app.observability.metrics import TALLY
 
 logger = logging.getLogger("chitram.requests")
@@ -113,6 +114,7 @@ class RequestContextMiddleware:
         request_id = self._request_id(scope)
         header = (REQUEST_ID_HEADER, request_id.encode("ascii"))
         token = _request_id.set(request_id)
+        tracing.annotate_request(request_id)
         status = 500  # what the client gets if the app fails before answering (the server sends a 500)
 
         async def send_with_id(message: Message) -> None:

@@ -55,7 +55,7 @@ def make_app(token: str | None) -> Any:
         ):
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"not found\n"]
-        body, content_type = exposition()
+        body, content_type = exposition(accept=environ.get("HTTP_ACCEPT"))
         start_response("200 OK", [("Content-Type", content_type), ("Cache-Control", "no-store")])
         return [body]
 

@@ -174,6 +174,15 @@ def job_span(name: str, traceparent: str | None, **attributes: AttributeValue) -
     )
 
 
+def annotate_request(request_id: str) -> None:
+    """Record the request's id on its server span, so a user's error report leads to its trace too."""
+    if _tracer is None:
+        return
+    from opentelemetry.trace import get_current_span
+
+    get_current_span().set_attribute("chitram.request_id", request_id)
+
+
 def current_traceparent() -> str | None:
     """The W3C traceparent of the current span, for a job to continue this trace; None when off or outside one."""
     if _tracer is None:

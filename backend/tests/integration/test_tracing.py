@@ -65,7 +65,8 @@ async def emptied_afterwards(settings: Settings) -> AsyncIterator[None]:
     await _truncate_tables(settings.database_url)
 
 
-async def upload_and_wait_for_thumbnail(base_url: str) -> str:
+async def upload_and_wait_for_thumbnail(base_url: str) -> tuple[str, str]:
+    """The new image's id and the upload's request id, once its thumbnail is ready."""
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
         response = await client.post(
             "/api/v1/images/upload", files={"file": ("camera.jpg", unique_jpeg(), "image/jpeg")}
@@ -79,7 +80,7 @@ async def upload_and_wait_for_thumbnail(base_url: str) -> str:
             return bool(status == "ready")
 
         await wait_until(thumbnail_ready, what=f"the thumbnail of {image_id}", within=60)
-    return image_id
+    return image_id, response.headers["X-Request-ID"]
 
 
 class Trace:
@@ -202,11 +203,12 @@ async def test_an_upload_and_its_thumbnail_job_are_one_connected_trace(
     settings: Settings, tmp_path: Path, receiver: OtlpReceiver
 ) -> None:
     with app_servers(settings, tmp_path, 1, start_timeout=START_TIMEOUT_SECONDS) as [(api, _log)]:
-        image_id = await upload_and_wait_for_thumbnail(api)
+        image_id, request_id = await upload_and_wait_for_thumbnail(api)
         trace = await whole_trace(receiver, image_id, job_service="chitram-api")
 
     [root] = trace.roots()
     assert (root.name, root.kind, root.service) == (UPLOAD_ROUTE, "server", "chitram-api")
+    assert root.attribute("chitram.request_id") == request_id  # a user's report leads to the trace too
     [job] = named(trace.spans, "chitram.job.thumbnail")
     assert job.kind == "consumer"
     assert trace.parent_of(job) in [root, *trace.below(root)]  # the request queued it, in this process
@@ -222,7 +224,7 @@ async def test_a_job_run_by_the_worker_tier_stays_in_the_uploads_trace(
         app_servers(queued, tmp_path, 1, start_timeout=START_TIMEOUT_SECONDS) as [(api, _log)],
         worker_tier(queued, tmp_path / "worker.log"),
     ):
-        image_id = await upload_and_wait_for_thumbnail(api)
+        image_id, _request_id = await upload_and_wait_for_thumbnail(api)
         trace = await whole_trace(receiver, image_id, job_service="chitram-worker")
 
     [root] = trace.roots()

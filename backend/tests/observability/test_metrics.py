@@ -12,6 +12,7 @@ import uuid
 import httpx
 import pytest
 from minio import Minio
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 
 from app.config import Settings
 from app.services.concurrency import UploadSlots
@@ -83,6 +84,8 @@ async def test_uploads_reads_and_refusals_move_the_figures(scraped_settings: Set
         for _ in range(3):
             assert (await client.get(f"/api/v1/images/{created['id']}")).status_code == 200
         assert (await client.get(created["url"])).content == body
+        variant = await client.get(created["url"], params={"w": 150, "format": "webp"})
+        assert variant.headers["content-type"] == "image/webp"
         assert (await client.get(f"/api/v1/images/{uuid.uuid4()}")).status_code == 404
         after = await scrape(client)
 
@@ -92,7 +95,7 @@ async def test_uploads_reads_and_refusals_move_the_figures(scraped_settings: Set
     assert moved("chitram_http_requests_total", method="POST", route=UPLOAD_ROUTE, status="201") == 2
     assert moved("chitram_http_requests_total", method="POST", route=UPLOAD_ROUTE, status="400") == 1
     assert moved("chitram_http_requests_total", method="GET", route=METADATA_ROUTE, status="404") == 1
-    assert moved("chitram_http_requests_total", method="GET", route=FILE_ROUTE, status="200") == 1
+    assert moved("chitram_http_requests_total", method="GET", route=FILE_ROUTE, status="200") == 2
     assert moved("chitram_http_request_duration_seconds_count", method="POST", route=UPLOAD_ROUTE) == 3
     assert moved("chitram_http_request_duration_seconds_sum", method="POST", route=UPLOAD_ROUTE) > 0
     assert moved("chitram_uploads_total", outcome="stored") == 1
@@ -103,9 +106,10 @@ async def test_uploads_reads_and_refusals_move_the_figures(scraped_settings: Set
     # Stored once, however often uploaded; the thumbnail too.
     assert moved("chitram_storage_bytes_written_total", kind="original") == created["file_size"]
     assert moved("chitram_storage_bytes_written_total", kind="thumbnail") > 0
+    assert moved("chitram_storage_bytes_written_total", kind="variant") == len(variant.content)
     assert moved("chitram_storage_operation_duration_seconds_count", backend="minio", operation="put") >= 2
     assert moved("chitram_storage_errors_total") == 0
-    for stage in ("validate", "strip", "store", "thumbnail"):
+    for stage in ("validate", "strip", "store", "thumbnail", "variant"):
         assert moved("chitram_image_stage_duration_seconds_count", stage=stage) >= 1, stage
     assert moved("chitram_jobs_total", kind="thumbnail", outcome="done") >= 1
     # The first read of a ready image misses Redis and fills it; the ones after are hits.
@@ -217,3 +221,16 @@ async def test_labels_stay_bounded_under_a_burst_of_distinct_ids(scraped_setting
     }
     series = [labels for name, labels, _ in after if name == "chitram_http_requests_total"]
     assert len(series) < 200
+
+
+async def test_a_scraper_asking_for_openmetrics_gets_it(scraped_settings: Settings) -> None:
+    async with running_app(scraped_settings) as (_app, client):
+        assert (await client.get("/livez")).status_code == 200
+        accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+        response = await client.get("/metrics", headers={**SCRAPER, "Accept": accept})
+    assert response.headers["content-type"].startswith("application/openmetrics-text")
+    families = {family.name: family for family in openmetrics_families(response.text)}  # it parses
+    assert response.text.endswith("# EOF\n")
+    livez = [sample for sample in families["chitram_http_requests"].samples if sample.labels["route"] == "/livez"]
+    assert sum(sample.value for sample in livez) >= 1
+    assert "chitram_thumbnails_pending" in families  # the figures read at scrape time come along
