@@ -149,7 +149,8 @@ def create_app(settings: Settings) -> FastAPI:
             if listener is not None:
                 listener.cancel()
                 # Not awaited without a bound: a cancellation that lands as redis-py's read time-out fires
-                # is swallowed, and that read then never ends (the process is leaving; it goes with it).
+                # can be swallowed, and that read then hung past its time-out in tests; asked to stop
+                # (above), the listener returns within one poll interval in the usual case.
                 await asyncio.wait({listener}, timeout=LISTENER_STOP_SECONDS)
             await thumbnails.close()
             if queue is not None:

@@ -5,10 +5,8 @@ from __future__ import annotations
 from enum import IntEnum
 from typing import Final
 
-from app.services.thumbnail_jobs import THUMBNAIL_JOB
-
 # A thumbnail a user waits for: a fresh upload's, or one whose job was lost and found by a sweep.
-THUMBNAIL: Final = THUMBNAIL_JOB
+THUMBNAIL: Final = "thumbnail"
 # Bulk work from the operator commands (app.admin): regenerating thumbnails, scrubbing originals.
 REGENERATE: Final = "regenerate"
 SCRUB: Final = "scrub"

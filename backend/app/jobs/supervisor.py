@@ -90,6 +90,9 @@ class Supervisor:
                 time.sleep(RESTART_PAUSE_SECONDS)
                 processes[number] = self._start(number)
             if metrics is not None and not metrics.is_alive() and not self._stopping:
+                if metrics.exitcode == scrape_server.CANNOT_LISTEN:
+                    metrics = None  # it said why; the workers go on without it
+                    continue
                 logger.warning("the metrics server exited with %s; starting it again", metrics.exitcode)
                 time.sleep(RESTART_PAUSE_SECONDS)
                 metrics = self._start_metrics()

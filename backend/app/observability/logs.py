@@ -2,8 +2,8 @@
 
 Each line carries the request id of the request it was written for (`request_context`); the lines
 about requests themselves add method, route, status, duration and client. Secrets never reach a line:
-nothing logs them on purpose, and `Redact` masks anything shaped like an API key, a bearer token or a
-JWT that an exception message might carry.
+nothing logs them on purpose, and `Redacting` masks anything shaped like an API key, a bearer credential
+or a JWT in the finished line (an exception's message or traceback might carry one).
 """
 
 from __future__ import annotations
@@ -55,24 +55,16 @@ def name_requests_on_records() -> None:
     logging.setLogRecordFactory(record_with_request_id)
 
 
-class Redact(logging.Filter):
-    """Masks credentials in a record's message and arguments before any handler formats it."""
+class Redacting(logging.Formatter):
+    """Masks credentials in the finished line: the message, its arguments and any traceback alike."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and _SECRETS.search(record.msg):
-            record.msg = _SECRETS.sub("[redacted]", record.msg)
-        if record.args:
-            if isinstance(record.args, tuple):
-                record.args = tuple(_redacted(argument) for argument in record.args)
-            elif isinstance(record.args, dict):
-                record.args = {key: _redacted(value) for key, value in record.args.items()}
-        return True
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self._inner = inner
 
-
-def _redacted(value: object) -> object:
-    if isinstance(value, str) and _SECRETS.search(value):
-        return _SECRETS.sub("[redacted]", value)
-    return value
+    def format(self, record: logging.LogRecord) -> str:
+        line = self._inner.format(record)
+        return _SECRETS.sub("[redacted]", line) if _SECRETS.search(line) else line
 
 
 def configure_logging(log_format: LogFormat, level: str = "INFO") -> None:
@@ -80,14 +72,11 @@ def configure_logging(log_format: LogFormat, level: str = "INFO") -> None:
     name_requests_on_records()
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_DropColours())
-    handler.addFilter(Redact())
+    inner: logging.Formatter = logging.Formatter(TEXT_FORMAT)
     if log_format == "json":
-        handler.setFormatter(
-            # `time`: ISO 8601 in UTC with microseconds.
-            JsonFormatter(list(JSON_FIELDS), rename_fields=JSON_RENAMES, timestamp="time")
-        )
-    else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        # `time`: ISO 8601 in UTC with microseconds.
+        inner = JsonFormatter(list(JSON_FIELDS), rename_fields=JSON_RENAMES, timestamp="time")
+    handler.setFormatter(Redacting(inner))
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

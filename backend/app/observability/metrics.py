@@ -18,6 +18,7 @@ import os
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from importlib.metadata import version
+from pathlib import Path
 
 from prometheus_client import (
     REGISTRY,
@@ -34,8 +35,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import AppError
+from app.observability.processes import MULTIPROC_ENV
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Request latencies: from a near-cache hit (sub-millisecond) to a slow upload.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 WORK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -145,7 +146,8 @@ class RequestTally:
         key = (layer, result)
         self._lookups[key] = self._lookups.get(key, 0) + 1
 
-    def flush(self) -> None:
+    def flush(self, *, scraping: bool = False) -> None:
+        """Hand the sums to prometheus_client (`scraping`: called while answering a scrape, not counted in flight)."""
         pending, self._pending = self._pending, {}
         for (method, route, status), tally in pending.items():
             label = method if method in _METHODS else "OTHER"
@@ -160,7 +162,7 @@ class RequestTally:
         lookups, self._lookups = self._lookups, {}
         for (layer, result), count in lookups.items():
             CACHE_LOOKUPS.labels(layer, result).inc(count)
-        HTTP_IN_FLIGHT.set(self.in_flight)
+        HTTP_IN_FLIGHT.set(self.in_flight - 1 if scraping else self.in_flight)
 
 
 TALLY = RequestTally()
@@ -190,11 +192,13 @@ def counted_refusals() -> Iterator[None]:
 
 
 def count_accepted_upload(*, duplicate: bool, content_type: str, size: int) -> None:
+    """An upload that got its row: new content (`stored`) or content stored before (`deduplicated`)."""
     UPLOADS.labels("deduplicated" if duplicate else "stored").inc()
     UPLOAD_SIZE.labels(content_type.removeprefix("image/")).observe(size)
 
 
 def announce_build() -> None:
+    """`chitram_build_info{version}` = 1, for dashboards to show what runs."""
     BUILD_INFO.labels(version("chitram")).set(1)
 
 
@@ -221,12 +225,13 @@ def gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
 def exposition(snapshot: Iterable[Metric] = (), accept: str | None = None) -> tuple[bytes, str]:
     """The scrape's body and content type (the Prometheus text format, or OpenMetrics if `accept` asks).
 
-    Every process's metrics summed, plus `snapshot`.
+    Every process's metrics summed, plus `snapshot`. Blocking (it reads every process's file): call
+    `TALLY.flush` on the event loop first, then this in a thread.
     """
-    TALLY.flush()
     directory = multiprocess_dir()
     source: Collector | CollectorRegistry = REGISTRY
     if directory is not None:
+        _forget_dead_processes(directory)
         summed = CollectorRegistry(auto_describe=False)
         multiprocess.MultiProcessCollector(summed, path=directory)  # type: ignore[no-untyped-call]
         source = summed
@@ -234,6 +239,18 @@ def exposition(snapshot: Iterable[Metric] = (), accept: str | None = None) -> tu
     scrape.register(_Scrape(source, snapshot))
     encoder, content_type = choose_encoder(accept or "")
     return encoder(scrape), content_type
+
+
+def _forget_dead_processes(directory: str) -> None:
+    """Drop the live gauges of processes that died unannounced (a uvicorn worker killed and replaced)."""
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            forget_process(pid)
+        except PermissionError:
+            continue  # alive, someone else's
 
 
 def forget_process(pid: int) -> None:
@@ -257,4 +274,5 @@ def watch_pool(engine: AsyncEngine, capacity: int) -> None:
 
 
 def unwatch_pool(capacity: int) -> None:
+    """The engine is gone: its capacity no longer counts."""
     DB_POOL_CAPACITY.dec(capacity)

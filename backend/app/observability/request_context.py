@@ -46,15 +46,16 @@ class TrustedPeers:
     """The addresses `FORWARDED_ALLOW_IPS` trusts (as uvicorn reads it: `*`, addresses, networks)."""
 
     def __init__(self, spec: str) -> None:
+        # As uvicorn.middleware.proxy_headers reads it: "*" only as the whole value; an entry that is not
+        # an exact network (a host name, "10.0.0.1/8") is a literal.
+        self.everyone = spec.strip() == "*"
         entries = [entry.strip() for entry in spec.split(",") if entry.strip()]
-        self.everyone = "*" in entries
         self._networks = []
         for entry in entries:
-            if entry != "*":
-                try:
-                    self._networks.append(ip_network(entry, strict=False))
-                except ValueError:
-                    continue  # a host name or socket path: uvicorn matches those literally; no id from them
+            try:
+                self._networks.append(ip_network(entry))
+            except ValueError:
+                continue
         self._literal = frozenset(entries)
 
     def __contains__(self, host: str) -> bool:

@@ -20,6 +20,9 @@ from app.observability.metrics import exposition
 
 logger = logging.getLogger(__name__)
 
+# The exit status when the port is taken: starting again would not help, so the supervisor does not.
+CANNOT_LISTEN = 3
+
 # Loopback and the private ranges (RFC 1918, IPv6 unique local): where a host's Prometheus scrapes from.
 # Not Python's `is_private`, which also counts the documentation ranges (198.51.100.0/24 and others).
 OPERATOR_NETWORKS = tuple(
@@ -64,6 +67,10 @@ def make_app(token: str | None) -> Any:
 
 def serve(host: str, port: int, token: str | None) -> None:
     """Serve until the process is killed (the supervisor stops it with its workers)."""
-    server = make_server(host, port, make_app(token), ThreadingWSGIServer, handler_class=_Quiet)
+    try:
+        server = make_server(host, port, make_app(token), ThreadingWSGIServer, handler_class=_Quiet)
+    except OSError as error:
+        logger.error("worker metrics: cannot listen on %s:%d (%s); set WORKER_METRICS_PORT", host, port, error)
+        raise SystemExit(CANNOT_LISTEN) from None
     logger.info("worker metrics on http://%s:%d/metrics", host, port)
     server.serve_forever()

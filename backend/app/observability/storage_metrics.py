@@ -44,17 +44,16 @@ def measured_async(
         method: Callable[Concatenate[S, P], Coroutine[Any, Any, T]],
     ) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
         @functools.wraps(method)
-        async def measured(instance: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        async def measured(backend: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
             started = time.perf_counter()
-            self = instance
             try:
-                return await method(self, *args, **kwargs)
+                return await method(backend, *args, **kwargs)
             except BaseException as error:
                 if _failed(error):
-                    STORAGE_ERRORS.labels(self.name, operation).inc()
+                    STORAGE_ERRORS.labels(backend.name, operation).inc()
                 raise
             finally:
-                STORAGE_DURATION.labels(self.name, operation).observe(time.perf_counter() - started)
+                STORAGE_DURATION.labels(backend.name, operation).observe(time.perf_counter() - started)
 
         return measured
 

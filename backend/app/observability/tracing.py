@@ -19,12 +19,12 @@ import os
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from importlib.metadata import version
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Tracer
+    from opentelemetry.trace import Span, Tracer
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,23 @@ def instrument_app(app: FastAPI) -> None:
         excluded_urls=excluded,
         # One span per ASGI message of a body would bury an upload's steps under its chunks.
         exclude_spans=["receive", "send"],
+        server_request_hook=_without_query,
     )
+
+
+# Where the ASGI instrumentation records the URL. A query may hold a delete token or a share link's
+# signature: like the logs, spans keep the path only.
+_URL_ATTRIBUTES = ("http.url", "url.full", "http.target")
+
+
+def _without_query(span: Span, _scope: dict[str, Any]) -> None:
+    attributes = getattr(span, "attributes", None) or {}
+    for name in _URL_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, str) and "?" in value:
+            span.set_attribute(name, value.split("?", 1)[0])
+    if "url.query" in attributes:
+        span.set_attribute("url.query", "")
 
 
 def instrument_engine(engine: AsyncEngine) -> None:

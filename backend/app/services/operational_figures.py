@@ -43,6 +43,7 @@ class CountedQueue(Protocol):
 async def current_figures(
     sessionmaker: async_sessionmaker[AsyncSession], storage: StorageBackend, queue: CountedQueue | None
 ) -> list[Metric]:
+    """The deployment-wide gauges for one scrape: pending thumbnails, the queue (if any), free disk (if local)."""
     figures: list[Metric] = []
 
     async def pending_thumbnails() -> None:

@@ -51,7 +51,7 @@ from app.utils.worker_threads import run_blocking
 
 logger = logging.getLogger(__name__)
 
-# The jobs' kind, in metrics and in the job queue (app.jobs.kinds.THUMBNAIL is this name).
+# The jobs' kind in metrics: the name app.jobs.kinds.THUMBNAIL gives them in the job queue (a test checks).
 THUMBNAIL_JOB = "thumbnail"
 
 QUEUE_CAPACITY = 1000  # a full queue drops ids; the sweeper finds them in the database

@@ -299,3 +299,30 @@ def test_tracing_installs_nothing_unless_an_endpoint_is_named(
     else:
         assert facts == NOTHING_INSTALLED
         assert receiver.requests == 0
+
+
+@pytest.mark.usefixtures("emptied_afterwards")
+async def test_spans_keep_no_query_a_token_or_a_signature_rides_in(
+    settings: Settings, tmp_path: Path, receiver: OtlpReceiver
+) -> None:
+    with app_servers(settings, tmp_path, 1, start_timeout=START_TIMEOUT_SECONDS) as [(api, _log)]:
+        async with httpx.AsyncClient(base_url=api, timeout=60) as client:
+            created = (
+                await client.post("/api/v1/images/upload", files={"file": ("a.jpg", unique_jpeg(), "image/jpeg")})
+            ).json()
+            token = created["delete_token"]
+            deleted = await client.delete(f"/api/v1/images/{created['id']}", params={"delete_token": token})
+            assert deleted.status_code == 204
+
+        def deletion_traced() -> bool:
+            return any(
+                span.kind == "server" and span.name == "DELETE /api/v1/images/{image_id}" for span in receiver.spans()
+            )
+
+        async def arrived() -> bool:
+            return deletion_traced()
+
+        await wait_until(arrived, what="the delete's server span", within=TRACE_DEADLINE_SECONDS)
+    every_value = [str(value) for span in receiver.spans() for value in span.attributes.values()]
+    assert every_value
+    assert not [value for value in every_value if token in value]
