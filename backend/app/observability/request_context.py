@@ -10,6 +10,7 @@ the id) and, after the answer, the client address that middleware resolved.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import secrets
@@ -30,11 +31,23 @@ REQUEST_ID_HEADER = b"x-request-id"
 # stands for, since FastAPI's router never sets `scope["route"]` for those requests.
 ROUTE_TEMPLATE_KEY = "chitram.route"
 UNMATCHED_ROUTE = "unmatched"
+SEEN_PEERS = 4096  # peers whose trust is remembered (forgotten all at once past this)
 STATIC_ROUTE = "/static"
 
 _request_id: ContextVar[str | None] = ContextVar("chitram_request_id", default=None)
 # A proxy's id is logged and echoed: keep it short and printable so it cannot forge log lines.
 _ACCEPTABLE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+# A request id names a request in logs and traces; it is no secret, and drawing 128 bits from the OS
+# for each request cost a tenth of this layer. 64 random bits per process and a count are as unique.
+_PROCESS_PREFIX = secrets.token_hex(8)
+_numbers = itertools.count(1)
+
+
+def new_request_id() -> str:
+    """32 hex digits, unique across processes and restarts (a random prefix drawn per process)."""
+    return f"{_PROCESS_PREFIX}{next(_numbers):016x}"
 
 
 def current_request_id() -> str | None:
@@ -57,8 +70,19 @@ class TrustedPeers:
             except ValueError:
                 continue
         self._literal = frozenset(entries)
+        self._seen: dict[str, bool] = {}
 
     def __contains__(self, host: str) -> bool:
+        known = self._seen.get(host)
+        if known is None:
+            known = self._check(host)
+            if len(self._seen) >= SEEN_PEERS:
+                self._seen.clear()
+            self._seen[host] = known
+        return known
+
+    def _check(self, host: str) -> bool:
+        # Parsing an address costs microseconds; a host has few peers, so each is checked once.
         if self.everyone or host in self._literal:
             return True
         try:
@@ -98,14 +122,13 @@ class RequestContextMiddleware:
         self.slow_request_seconds = slow_request_seconds
 
     def _request_id(self, scope: Scope) -> str:
-        client = scope.get("client")
-        if client and client[0] in self.trusted:
-            for name, value in scope["headers"]:
-                if name == REQUEST_ID_HEADER:
-                    if _ACCEPTABLE_ID.fullmatch(value):
-                        return str(value.decode("ascii"))
-                    break
-        return secrets.token_hex(16)
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                client = scope.get("client")
+                if client and client[0] in self.trusted and _ACCEPTABLE_ID.fullmatch(value):
+                    return str(value.decode("ascii"))
+                break
+        return new_request_id()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,26 +148,24 @@ class RequestContextMiddleware:
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
-        TALLY.in_flight += 1
+        tally = TALLY
+        tally.in_flight += 1
+        failed = True
         try:
             await self.app(scope, receive, send_with_id)
-        except BaseException:
-            # The id stays set: the 500 is answered (and the error logged) by Starlette's outermost
-            # layer, after this one, and both should name it. Each request runs in a task of its own,
-            # so it ends with that task.
-            self._finish(scope, started, status)
-            raise
-        self._finish(scope, started, status)
-        _request_id.reset(token)
-
-    def _finish(self, scope: Scope, started: float, status: int) -> None:
-        TALLY.in_flight -= 1
-        seconds = time.perf_counter() - started
-        route = route_template(scope)
-        if self.metrics_enabled:
-            TALLY.request(scope["method"], route, status, seconds)
-        if self.access_log or status >= 500 or seconds >= self.slow_request_seconds:
-            _log_request(scope, route, status, seconds)
+            failed = False
+        finally:
+            tally.in_flight -= 1
+            seconds = time.perf_counter() - started
+            if self.metrics_enabled:
+                tally.request(scope["method"], route_template(scope), status, seconds)
+            if self.access_log or status >= 500 or seconds >= self.slow_request_seconds:
+                _log_request(scope, route_template(scope), status, seconds)
+            if not failed:
+                # On a failure the id stays set: the 500 is answered (and the error logged) by Starlette's
+                # outermost layer, after this one, and both should name it. Each request runs in a task
+                # of its own, so it ends with that task.
+                _request_id.reset(token)
 
 
 def _log_request(scope: Scope, route: str, status: int, seconds: float) -> None:
