@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import httpx
 import pytest
 from minio import Minio
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
@@ -17,6 +16,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from app.config import Settings
 from app.services.concurrency import UploadSlots
 from tests.api.apps import client_of, running_app, without_workers
+from tests.api.waiting import wait_for_thumbnail
 from tests.conftest import S3_ACCESS_KEY, S3_SECRET_KEY, corpus_bytes
 from tests.factories import make_distinct_jpeg, make_jpeg, upload, upload_ok
 from tests.observability.scrapes import METRICS_TOKEN, SCRAPER, label_values, scrape, total
@@ -29,14 +29,6 @@ FILE_ROUTE = "/api/v1/images/{image_id}/file"
 @pytest.fixture
 def scraped_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"metrics_token": METRICS_TOKEN})
-
-
-async def wait_for_thumbnail(client: httpx.AsyncClient, image_id: str) -> None:
-    for _ in range(200):
-        if (await client.get(f"/api/v1/images/{image_id}")).json()["thumbnail_status"] != "pending":
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("the thumbnail was not made")
 
 
 async def test_metrics_answer_only_a_bearer_of_the_token(scraped_settings: Settings) -> None:
@@ -229,7 +221,7 @@ async def test_a_scraper_asking_for_openmetrics_gets_it(scraped_settings: Settin
         accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
         response = await client.get("/metrics", headers={**SCRAPER, "Accept": accept})
     assert response.headers["content-type"].startswith("application/openmetrics-text")
-    families = {family.name: family for family in openmetrics_families(response.text)}  # it parses
+    families = {family.name: family for family in openmetrics_families(response.text)}  # it parses  # type: ignore[no-untyped-call]
     assert response.text.endswith("# EOF\n")
     livez = [sample for sample in families["chitram_http_requests"].samples if sample.labels["route"] == "/livez"]
     assert sum(sample.value for sample in livez) >= 1
