@@ -221,7 +221,7 @@ async def test_a_scraper_asking_for_openmetrics_gets_it(scraped_settings: Settin
         accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
         response = await client.get("/metrics", headers={**SCRAPER, "Accept": accept})
     assert response.headers["content-type"].startswith("application/openmetrics-text")
-    families = {family.name: family for family in openmetrics_families(response.text)}  # it parses  # type: ignore[no-untyped-call]
+    families = {family.name: family for family in openmetrics_families(response.text)}  # type: ignore[no-untyped-call]  # it parses
     assert response.text.endswith("# EOF\n")
     livez = [sample for sample in families["chitram_http_requests"].samples if sample.labels["route"] == "/livez"]
     assert sum(sample.value for sample in livez) >= 1
