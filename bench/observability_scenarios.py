@@ -144,23 +144,21 @@ class ObservabilityPass:
         storage = str(run.workdir / "images")  # the reads and uploads passes': one storage per database
         multiprocess = run.workdir / "prometheus-multiproc"
         multiprocess.mkdir()
+        # The same layout on both sides; only what issue 17 adds differs.
+        settings = {
+            OFF: {"METRICS_ENABLED": "false", "LOG_FORMAT": "text"},
+            ON: {
+                "METRICS_ENABLED": "true",
+                "LOG_FORMAT": "json",
+                "ACCESS_LOG": "false",
+                "PROMETHEUS_MULTIPROC_DIR": str(multiprocess),
+            },
+        }
         servers = {
-            OFF: run.start_chitram(
-                "chitram-observability-off",
-                STORAGE_BACKEND="local",
-                LOCAL_STORAGE_PATH=storage,
-                METRICS_ENABLED="false",
-                LOG_FORMAT="text",
-            ),
-            ON: run.start_chitram(
-                "chitram-observability-on",
-                STORAGE_BACKEND="local",
-                LOCAL_STORAGE_PATH=storage,
-                METRICS_ENABLED="true",
-                LOG_FORMAT="json",
-                ACCESS_LOG="false",
-                PROMETHEUS_MULTIPROC_DIR=str(multiprocess),
-            ),
+            side: run.start_chitram(
+                f"chitram-observability-{side}", STORAGE_BACKEND="local", LOCAL_STORAGE_PATH=storage, **env
+            )
+            for side, env in settings.items()
         }
         statuses = {
             side: httpx.get(server.base_url + METRICS_PATH, timeout=10).status_code for side, server in servers.items()
