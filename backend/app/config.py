@@ -27,6 +27,10 @@ MIN_PRODUCTION_SECRET_LENGTH = 32
 SUPPORTED_DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
 
 
+REDIS_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", *REDIS_CLUSTER_SCHEMES)
+
+
 class Settings(BaseSettings):
     """Every knob of the service; environment variable names match the original deployments."""
 
@@ -36,6 +40,10 @@ class Settings(BaseSettings):
     debug: bool = False
 
     database_url: str = f"sqlite+aiosqlite:///{DATA_DIR / 'chitram.db'}"
+    # A streaming replica of DATABASE_URL (PostgreSQL only). Reads that may lag go there once it has
+    # replayed past the primary's position as of the read's start (read-your-writes, ADR 0019);
+    # None = every read on the primary.
+    database_replica_url: str | None = None
     # Connections kept open: an upload slot, a thumbnail job and a page can each hold one, and every
     # connection past the pool is opened and closed per use (a new server process on PostgreSQL).
     db_pool_size: int = Field(default=20, ge=1, le=100)
@@ -83,6 +91,7 @@ class Settings(BaseSettings):
     expiry_sweep_interval_seconds: float = Field(default=30.0, gt=0)
 
     # Redis: metadata cache and shared rate limits. None (the embedded default) = no Redis at all.
+    # `redis+cluster://host:port[,host:port…]` (or `rediss+cluster://`) names a Redis Cluster by seed nodes.
     redis_url: str | None = None
     cache_key_prefix: str = "chitram:"
     cache_ttl_seconds: int = Field(default=3600, ge=1)
@@ -299,9 +308,29 @@ class Settings(BaseSettings):
     def _valid_redis_url(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             return None
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if value is not None and not value.startswith(REDIS_SCHEMES):
+            raise ValueError("must start with " + ", ".join(REDIS_SCHEMES))
         return value
+
+    @property
+    def redis_is_cluster(self) -> bool:
+        """Whether REDIS_URL names a Redis Cluster (`redis+cluster://` or `rediss+cluster://`)."""
+        return self.redis_url is not None and self.redis_url.startswith(REDIS_CLUSTER_SCHEMES)
+
+    @field_validator("database_replica_url")
+    @classmethod
+    def _valid_replica_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return cls._valid_database_url(value)
+
+    @model_validator(mode="after")
+    def _replica_needs_postgres(self) -> Settings:
+        if self.database_replica_url is not None and not (
+            self.database_url.startswith("postgresql") and self.database_replica_url.startswith("postgresql")
+        ):
+            raise ValueError("DATABASE_REPLICA_URL is a PostgreSQL streaming replica; DATABASE_URL must be PostgreSQL too")
+        return self
 
     @property
     def is_sqlite(self) -> bool:
