@@ -6,10 +6,14 @@ near copy (`near_cache`, ADR 0011). Metadata whose thumbnail is pending is never
 served, so a cached value stays true until the image is deleted. Redis failing is never an error
 here: a read reports MISS (the caller loads from the database), writes are dropped, and the outage
 is logged once by the breaker in `redis_client`.
+
+On a Redis Cluster each image's key lies in the slot its id hashes to, so entries spread over the
+masters; nothing reads or writes two keys atomically, so no key needs a hash tag.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -17,12 +21,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from uuid import UUID
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from app.models import ThumbnailStatus
 from app.observability.metrics import TALLY
 from app.services.near_cache import InvalidationListener, NearCache
-from app.services.redis_client import RedisHandle, RedisUnavailable
+from app.services.redis_client import RedisClient, RedisHandle, RedisUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +114,7 @@ class MetadataCache:
         generation = self.near.generation
         key = self.key(image_id)
 
-        async def read(client: Redis) -> bytes | str | None:
+        async def read(client: RedisClient) -> bytes | str | None:
             await self._flush_pending(client)
             return await client.get(key)
 
@@ -152,7 +156,7 @@ class MetadataCache:
         payload = encode_metadata(value)
         key = self.key(image_id)
 
-        async def write(client: Redis) -> None:
+        async def write(client: RedisClient) -> None:
             await self._flush_pending(client)
             await client.set(key, payload, ex=self.ttl_seconds)
 
@@ -188,16 +192,36 @@ class MetadataCache:
         if self._listener is not None:
             self._listener.stop()
 
-    async def _flush_pending(self, client: Redis) -> None:
+    async def _flush_pending(self, client: RedisClient) -> None:
         if not self._pending_invalidations:
             return
         image_ids = list(self._pending_invalidations)
         # Deleted first, announced second: a process that hears the announcement and reads again
         # must not find the old entry still in Redis.
+        if isinstance(client, RedisCluster):
+            await self._delete_then_announce_on_cluster(client, image_ids)
+        else:
+            await self._delete_then_announce(client, image_ids)
+        for image_id in image_ids:
+            self._pending_invalidations.pop(image_id, None)
+
+    async def _delete_then_announce(self, client: Redis, image_ids: list[str]) -> None:
+        # One server runs a pipeline's commands in order: one round trip for both steps.
         async with client.pipeline(transaction=False) as pipe:
             pipe.delete(*(self.key(image_id) for image_id in image_ids))
             for image_id in image_ids:
                 pipe.publish(self.channel, image_id)
             await pipe.execute()
-        for image_id in image_ids:
-            self._pending_invalidations.pop(image_id, None)
+
+    async def _delete_then_announce_on_cluster(self, client: RedisCluster, image_ids: list[str]) -> None:
+        # The keys lie in different slots, on different masters: the cluster client sends one DEL per
+        # slot, to every master at once. A pipeline holding both steps would be split by node and sent
+        # to the nodes side by side, so an announcement could overtake the delete it follows: two trips.
+        await client.delete(*(self.key(image_id) for image_id in image_ids))
+        # PUBLISH is relayed to every node of the cluster, so any node may take it: a random master each
+        # time, not the master of the channel's slot (where redis-py sends it), so that while one master
+        # is down the retry of a failed announcement goes elsewhere instead of waiting for the failover.
+        # (The cluster client refuses PUBLISH in a pipeline.)
+        await asyncio.gather(
+            *(client.publish(self.channel, image_id, target_nodes=RedisCluster.RANDOM) for image_id in image_ids)
+        )

@@ -10,20 +10,30 @@ Two rules keep a stale copy from outliving a change by more than the delivery of
   everything, since announcements sent meanwhile are lost;
 - a value read from Redis is kept only if no invalidation arrived while it was being read
   (`generation`), so a read racing a delete cannot store what the delete just removed.
+
+On a Redis Cluster the channel is a classic one, not a sharded one: every node relays each PUBLISH to
+every other node over the cluster bus, so a subscription through any node, master or replica, hears
+every announcement. Each process picks a node at random (spreading the subscriptions), and when that
+node dies it subscribes through another after the usual pause. A sharded channel (SSUBSCRIBE) lives
+on the master of its slot and that master's replicas alone: the failure of that one master would
+silence every process's copy until the failover, to save a relay that announcements (one per change)
+are too few to make costly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
+from redis.asyncio.client import PubSub
 
-from app.services.redis_client import OUTAGE_ERRORS
+from app.services.redis_client import OUTAGE_ERRORS, RedisClient
 
 if TYPE_CHECKING:
     from app.services.cache import Metadata
@@ -93,13 +103,16 @@ class NearCache:
 class InvalidationListener:
     """Subscribes to the invalidation channel and applies each announcement to a `NearCache`."""
 
-    def __init__(self, client: Redis, channel: str, near: NearCache) -> None:
+    def __init__(self, client: RedisClient, channel: str, near: NearCache) -> None:
         self.client = client
         self.channel = channel
         self.near = near
         self._clock = time.monotonic
         self._failing = False
         self._stopping = False
+        # Cluster nodes whose subscription failed since the last one that worked: tried last.
+        self._failed_nodes: set[str] = set()
+        self._node_name: str | None = None
 
     def stop(self) -> None:
         """Make `run` return within one poll interval.
@@ -118,13 +131,15 @@ class InvalidationListener:
                 if not self._failing:
                     logger.warning("near cache: invalidation channel lost (%s); unused until resubscribed", error)
                 self._failing = True
+                if self._node_name is not None:
+                    self._failed_nodes.add(self._node_name)
             finally:
                 self.near.set_live(False)
             if not self._stopping:
                 await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
 
     async def _listen(self) -> None:
-        pubsub = self.client.pubsub()
+        pubsub = await self._pubsub()
         try:
             await pubsub.subscribe(self.channel)
             last_heard = last_ping = self._clock()
@@ -136,6 +151,7 @@ class InvalidationListener:
                     kind = message["type"]
                     if kind == "subscribe":
                         self.near.set_live(True)
+                        self._failed_nodes.clear()
                         if self._failing:
                             logger.info("near cache: subscribed to %s again", self.channel)
                             self._failing = False
@@ -149,3 +165,16 @@ class InvalidationListener:
                     last_ping = now
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
+    async def _pubsub(self) -> PubSub:
+        """A subscriber connection: to the server, or to one node of a cluster (one that has not just failed)."""
+        self._node_name = None
+        if not isinstance(self.client, RedisCluster):
+            return self.client.pubsub()
+        # Reads the topology on first use, and again after a call saw a node fail.
+        await self.client.initialize()
+        nodes = self.client.get_nodes()
+        candidates = [node for node in nodes if node.name not in self._failed_nodes] or nodes
+        node = random.choice(candidates)  # spreading the subscriptions, not a secret
+        self._node_name = node.name
+        return self.client.pubsub(node=node)

@@ -11,6 +11,9 @@ Where the counts live:
   request because the limiter's store is down would turn a cache outage into a full outage, while
   per-process limits still stop a single client from hammering one process. Counts made during the
   outage are not carried over: once Redis answers again (see `RedisBreaker`), Redis counts rule.
+
+On a Redis Cluster the counts live in `limits`' cluster storage: each (scope, client) window is one
+key, read and written by one Lua script on the master of its slot, so no script spans two slots.
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from limits import RateLimitItem, RateLimitItemPerSecond, WindowStats
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import MovingWindowRateLimiter
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 
-from app.services.redis_client import RedisHandle, RedisUnavailable
+from app.config import REDIS_CLUSTER_SCHEMES
+from app.services.redis_client import RedisClient, RedisHandle, RedisUnavailable
 
 LimiterState = Literal["redis", "memory", "memory-fallback"]
 DEFAULT_WINDOW_SECONDS = 60
@@ -56,10 +61,30 @@ class RateLimitResult:
 
 
 def limits_storage_uri(redis_url: str) -> str:
-    """The `limits` async URI for a redis-py URL (`redis://` → `async+redis://`, `unix://` → `async+redis+unix://`)."""
+    """The `limits` async URI for a redis-py URL (`redis://` → `async+redis://`, `unix://` → `async+redis+unix://`,
+    `redis+cluster://` and `rediss+cluster://` → `async+redis+cluster://`, which `limits` spells without TLS)."""
     if redis_url.startswith("unix://"):
         return "async+redis+unix://" + redis_url.removeprefix("unix://")
+    if redis_url.startswith(REDIS_CLUSTER_SCHEMES):
+        return "async+redis+cluster://" + redis_url.split("://", 1)[1]
     return "async+" + redis_url
+
+
+def cluster_storage(client: RedisCluster, redis_url: str, key_prefix: str) -> RedisClusterStorage:
+    """`limits`' cluster storage running its scripts on our cluster client.
+
+    `limits` builds a cluster client of its own from the URI and takes none (unlike `connection_pool`
+    for one server). Its client connects on first use only, so handing it ours before then costs
+    nothing and gives the limiter the same short timeouts, no retries, one view of the topology
+    (refreshed by whichever call meets a failover first) and nothing more to close.
+    """
+    storage = RedisClusterStorage(limits_storage_uri(redis_url), implementation="redispy", key_prefix=key_prefix)
+    bridge = storage.bridge
+    if not isinstance(bridge, RedispyBridge):
+        raise TypeError(f"limits chose {type(bridge).__name__} for redis-py")
+    bridge.storage = client
+    bridge.register_scripts()  # a script remembers the client it was registered on
+    return storage
 
 
 class RateLimiter:
@@ -82,12 +107,17 @@ class RateLimiter:
             self.redis = RedisHandle(redis, cooldown_seconds=cooldown_seconds)
         self._memory = MovingWindowRateLimiter(MemoryStorage())
         self._shared: MovingWindowRateLimiter | None = None
-        if self.redis.client is not None and self.redis.url is not None:
-            # Reuse our client's pool, so the limiter gets the same short timeouts and zero retries.
-            pool_options: dict[str, Any] = {"connection_pool": self.redis.client.connection_pool}
-            storage = RedisStorage(
-                limits_storage_uri(self.redis.url), implementation="redispy", key_prefix=key_prefix, **pool_options
-            )
+        client, url = self.redis.client, self.redis.url
+        if client is not None and url is not None:
+            storage: RedisStorage
+            if isinstance(client, RedisCluster):
+                storage = cluster_storage(client, url, key_prefix)
+            else:
+                # Reuse our client's pool, so the limiter gets the same short timeouts and zero retries.
+                pool_options: dict[str, Any] = {"connection_pool": client.connection_pool}
+                storage = RedisStorage(
+                    limits_storage_uri(url), implementation="redispy", key_prefix=key_prefix, **pool_options
+                )
             self._shared = MovingWindowRateLimiter(storage)
 
     def state(self) -> LimiterState:
@@ -108,7 +138,7 @@ class RateLimiter:
         if self._shared is not None:
             shared = self._shared
 
-            async def hit_shared(_client: Redis) -> bool:
+            async def hit_shared(_client: RedisClient) -> bool:
                 return await shared.hit(item, key)
 
             try:
@@ -132,7 +162,7 @@ class RateLimiter:
         return await admission.result()
 
     async def _shared_stats(self, shared: MovingWindowRateLimiter, item: RateLimitItem, key: str) -> WindowStats:
-        async def stats_shared(_client: Redis) -> WindowStats:
+        async def stats_shared(_client: RedisClient) -> WindowStats:
             return await shared.get_window_stats(item, key)
 
         try:
@@ -148,7 +178,7 @@ class RateLimiter:
         if self._shared is not None:
             shared_storage = self._shared.storage
 
-            async def reset_shared(_client: Redis) -> None:
+            async def reset_shared(_client: RedisClient) -> None:
                 await shared_storage.reset()
 
             with contextlib.suppress(RedisUnavailable):
