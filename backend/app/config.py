@@ -329,7 +329,9 @@ class Settings(BaseSettings):
         if self.database_replica_url is not None and not (
             self.database_url.startswith("postgresql") and self.database_replica_url.startswith("postgresql")
         ):
-            raise ValueError("DATABASE_REPLICA_URL is a PostgreSQL streaming replica; DATABASE_URL must be PostgreSQL too")
+            raise ValueError(
+                "DATABASE_REPLICA_URL is a PostgreSQL streaming replica; DATABASE_URL must be PostgreSQL too"
+            )
         return self
 
     @property

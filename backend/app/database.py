@@ -3,6 +3,8 @@
 Services only `flush()`. Work that must only follow a commit is registered on the session with
 `after_commit` (deleting a blob once its row is gone). A single statement that needs no transaction
 runs alone in autocommit mode (`execute_alone`): an upload's INSERT, a background job's UPDATE.
+Reads that may lag go through `app.services.read_routing`, on the engines made here: the primary's
+and, with DATABASE_REPLICA_URL, a streaming replica's (`create_replica_engine`), which only reads.
 """
 
 from __future__ import annotations
@@ -44,6 +46,29 @@ def create_engine(settings: Settings) -> AsyncEngine:
         connect_args={"timeout": 5, "command_timeout": 30},
     )
     # A connection dropped by a database restart is replaced instead of failing a request.
+    event.listen(engine.sync_engine, "checkout", _replace_if_closed)
+    return engine
+
+
+# A read that fails on the replica runs again on the primary (app.services.read_routing, which also
+# bounds the whole attempt), so the replica gets little time to answer: these end an attempt that a
+# down or hung replica holds up.
+REPLICA_CONNECT_TIMEOUT_SECONDS = 1.0
+REPLICA_COMMAND_TIMEOUT_SECONDS = 2.0
+REPLICA_POOL_TIMEOUT_SECONDS = 1.0
+
+
+def create_replica_engine(settings: Settings) -> AsyncEngine | None:
+    """The streaming replica's engine (DATABASE_REPLICA_URL), pooled like the primary's; None without one."""
+    if settings.database_replica_url is None:
+        return None
+    engine = create_async_engine(
+        make_url(settings.database_replica_url),
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=REPLICA_POOL_TIMEOUT_SECONDS,
+        connect_args={"timeout": REPLICA_CONNECT_TIMEOUT_SECONDS, "command_timeout": REPLICA_COMMAND_TIMEOUT_SECONDS},
+    )
     event.listen(engine.sync_engine, "checkout", _replace_if_closed)
     return engine
 
@@ -153,16 +178,25 @@ async def read_session(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncI
 
     Each statement sees committed data as of its own start, which is all a single lookup needs.
     """
-    async with (
-        _autocommit_connection(sessionmaker) as connection,
-        AsyncSession(bind=connection, expire_on_commit=False, autoflush=False) as session,
-    ):
+    async with _autocommit_connection(sessionmaker) as connection, session_on(connection) as session:
         yield session
+
+
+def session_on(connection: AsyncConnection) -> AsyncSession:
+    """A session that reads on `connection` (an autocommit one from `read_connection`); it never commits."""
+    return AsyncSession(bind=connection, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def read_connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A pooled connection of `engine` in autocommit mode (reset when it goes back): reads without BEGIN."""
+    async with engine.connect() as connection:
+        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 @asynccontextmanager
 async def _autocommit_connection(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncConnection]:
-    """A pooled connection of the sessionmaker's engine in autocommit mode (reset when it goes back)."""
+    """A pooled connection of the sessionmaker's engine in autocommit mode."""
     engine: AsyncEngine = sessionmaker.kw["bind"]
-    async with engine.connect() as connection:
-        yield await connection.execution_options(isolation_level="AUTOCOMMIT")
+    async with read_connection(engine) as connection:
+        yield connection

@@ -22,7 +22,7 @@ from app.api.rate_limits import RateLimitMiddleware
 from app.api.web_errors import install_web_error_handlers
 from app.api.web_support import STATIC_DIR, VersionedStaticFiles, create_templates
 from app.config import Settings, get_settings
-from app.database import create_engine, create_sessionmaker
+from app.database import create_engine, create_replica_engine, create_sessionmaker
 from app.jobs.queue import JobQueue, QueuedThumbnails
 from app.jobs.resources import JobResources
 from app.jobs.worker import Worker
@@ -36,6 +36,7 @@ from app.services.cache import MetadataCache
 from app.services.concurrency import UploadSlots
 from app.services.hot_files import HotFiles
 from app.services.rate_limit import RateLimiter
+from app.services.read_routing import ReadRouter
 from app.services.redis_client import RedisHandle
 from app.services.storage import WHOLE_READ_LIMIT, build_storage
 from app.services.thumbnail_jobs import ThumbnailJobs
@@ -84,7 +85,8 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
-        instrument_engine(engine)
+        replica_engine = create_replica_engine(settings)
+        instrument_engine(*([engine] if replica_engine is None else [engine, replica_engine]))
         sessionmaker = create_sessionmaker(engine)
         storage = build_storage(settings)
         redis = RedisHandle(settings.redis_url)
@@ -109,6 +111,8 @@ def create_app(settings: Settings) -> FastAPI:
             await storage.startup()
             app.state.engine = engine
             app.state.sessionmaker = sessionmaker
+            # Metadata reads, listings and pages: on the replica when it has caught up (ADR 0019).
+            app.state.reads = ReadRouter(sessionmaker, replica_engine)
             app.state.storage = storage
             app.state.redis = redis
             app.state.cache = cache
@@ -137,7 +141,13 @@ def create_app(settings: Settings) -> FastAPI:
                     sweeps = expiry.run_sweeps(sessionmaker, storage, cache, settings.expiry_sweep_interval_seconds)
                     tasks.append(asyncio.create_task(sweeps, name="expiry-sweeps"))
             listener = asyncio.create_task(cache.listen_for_invalidations(), name="cache-invalidations")
-            logger.info("chitram started: env=%s storage=%s redis=%s", settings.app_env, storage.name, redis.state())
+            logger.info(
+                "chitram started: env=%s storage=%s redis=%s replica=%s",
+                settings.app_env,
+                storage.name,
+                redis.state(),
+                "yes" if replica_engine is not None else "no",
+            )
             yield
         finally:
             cache.stop_listening()
@@ -158,6 +168,8 @@ def create_app(settings: Settings) -> FastAPI:
             await redis.close()
             await storage.close()
             await engine.dispose()
+            if replica_engine is not None:
+                await replica_engine.dispose()
             if settings.metrics_enabled:
                 app_metrics.unwatch_pool(pool_capacity)
             shutdown_tracing()  # the spans still buffered are sent before the process ends

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from alembic import command
 from app.config import Settings
 
-pytest_plugins = ["tests.redis_fixtures"]
+pytest_plugins = ["tests.redis_fixtures", "tests.pg_replica"]
 
 BACKEND_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = BACKEND_DIR.parent

@@ -19,6 +19,7 @@ from app.services import credentials, image_service
 from app.services.cache import MetadataCache
 from app.services.concurrency import UploadSlots
 from app.services.credentials import Principal
+from app.services.read_routing import ReadRouter
 from app.services.storage import StorageBackend
 from app.services.uploads import ThumbnailQueue
 
@@ -43,6 +44,11 @@ async def _settings(request: Request) -> Settings:
 async def _sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sessionmaker
+
+
+async def _reads(request: Request) -> ReadRouter:
+    reads: ReadRouter = request.app.state.reads
+    return reads
 
 
 async def _storage(request: Request) -> StorageBackend:
@@ -71,6 +77,8 @@ SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(_settings)]
 # For work that runs after the request's commit in transactions of its own (collecting shared objects).
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessionmaker)]
+# Reads that may lag (metadata, listings, pages): on the replica once it has caught up, else the primary.
+ReadsDep = Annotated[ReadRouter, Depends(_reads)]
 StorageDep = Annotated[StorageBackend, Depends(_storage)]
 CacheDep = Annotated[MetadataCache, Depends(_cache)]
 ThumbnailsDep = Annotated[ThumbnailQueue, Depends(_thumbnails)]
@@ -149,6 +157,14 @@ async def _image(image_id: str, session: SessionDep) -> Image:
 
 
 ImageDep = Annotated[Image, Depends(_image)]
+
+
+async def _read_image(image_id: str, reads: ReadsDep) -> Image:
+    return await reads.run(lambda session: image_service.get_image(session, image_id))
+
+
+# The image for a read that changes nothing (the replica may serve it); ImageDep for one that writes.
+ReadImageDep = Annotated[Image, Depends(_read_image)]
 
 
 async def _delete_token(

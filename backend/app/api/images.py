@@ -12,6 +12,7 @@ from app.api.deps import (
     DeleteTokenDep,
     ImageDep,
     OptionalPrincipalDep,
+    ReadImageDep,
     SessionDep,
     SessionmakerDep,
     StorageDep,
@@ -140,7 +141,7 @@ async def read_image(image_id: str, request: Request) -> Response:
     # cached JSON sent as it is stored (docs/performance.md).
     state = request.app.state
     metadata, cache_status = await image_service.get_image_metadata(
-        state.sessionmaker, state.cache, image_id, variant_widths=state.settings.variant_widths
+        state.reads, state.cache, image_id, variant_widths=state.settings.variant_widths
     )
     headers: dict[str, str] = {"X-Cache": cache_status}
     if image_access.restricted(metadata.value) and await image_access.require_readable(
@@ -246,9 +247,7 @@ async def download_image(image_id: str, request: Request) -> Response:
     state = request.app.state  # a hot read, like read_image: no dependencies
     widths = state.settings.variant_widths
     query = parse_file_query(request, widths)
-    metadata, _ = await image_service.get_image_metadata(
-        state.sessionmaker, state.cache, image_id, variant_widths=widths
-    )
+    metadata, _ = await image_service.get_image_metadata(state.reads, state.cache, image_id, variant_widths=widths)
     caching = image_access.PUBLIC_FOREVER
     if query.share is not None or image_access.restricted(metadata.value):
         caching = await image_access.file_access(
@@ -318,7 +317,7 @@ THUMBNAIL_PARAMETERS = {
     operation_id="head_thumbnail",
     openapi_extra=THUMBNAIL_PARAMETERS,
 )
-async def download_thumbnail(request: Request, image: ImageDep, storage: StorageDep) -> Response:
+async def download_thumbnail(request: Request, image: ReadImageDep, storage: StorageDep) -> Response:
     """The 300 px thumbnail, or THUMBNAIL_NOT_READY while it is being made (read like the file: a private
     image's by its owner or through a share link)."""
     # Before anything about the thumbnail is told: its state would tell that the image exists.

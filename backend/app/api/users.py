@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response, status
 
-from app.api.deps import CacheDep, CurrentPrincipalDep, LoginDep, SessionDep, SettingsDep
+from app.api.deps import CacheDep, CurrentPrincipalDep, LoginDep, ReadsDep, SessionDep, SettingsDep
 from app.errors import (
     ApiKeyNotFound,
     InsufficientScope,
@@ -41,14 +41,16 @@ ACCOUNT_ERRORS = error_responses(Unauthorized, TokenExpired, InsufficientScope)
 )
 async def my_images(
     principal: CurrentPrincipalDep,
-    session: SessionDep,
+    reads: ReadsDep,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
     cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")] = None,
 ) -> ImagePage:
     """The caller's images (private ones too), newest first, a page at a time. API keys need `images:read`."""
     principal.require("images:read")
-    images, next_cursor = await image_service.list_user_images(session, principal.user, limit=limit, cursor=cursor)
+    images, next_cursor = await reads.run(
+        lambda session: image_service.list_user_images(session, principal.user, limit=limit, cursor=cursor)
+    )
     items = [ImageRead.describe(image, settings.variant_widths) for image in images]
     return ImagePage(items=items, next_cursor=next_cursor)
 

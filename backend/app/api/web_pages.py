@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from app.api.deps import SessionDep
+from app.api.deps import ReadsDep
 from app.api.web_support import login_url, render, safe_next
 from app.errors import ImageNotFound, Unauthorized
 from app.media.formats import GIF, JPEG, PNG
@@ -64,39 +64,41 @@ WebUserDep = Annotated[User | None, Depends(web_user)]
 
 
 async def _gallery_page(
-    request: Request, session: SessionDep, user: User, cursor: str | None
+    request: Request, reads: ReadsDep, user: User, cursor: str | None
 ) -> tuple[list[ImageRead], str | None]:
-    images, next_cursor = await image_service.list_user_images(session, user, limit=GALLERY_PAGE_SIZE, cursor=cursor)
+    images, next_cursor = await reads.run(
+        lambda session: image_service.list_user_images(session, user, limit=GALLERY_PAGE_SIZE, cursor=cursor)
+    )
     widths = request.app.state.settings.variant_widths
     return [ImageRead.describe(image, widths) for image in images], next_cursor
 
 
 @router.get("/")
-async def home(request: Request, session: SessionDep, user: WebUserDep) -> Response:
+async def home(request: Request, reads: ReadsDep, user: WebUserDep) -> Response:
     if user is None:
         return render(request, "index.html")
-    items, next_cursor = await _gallery_page(request, session, user, None)
+    items, next_cursor = await _gallery_page(request, reads, user, None)
     return render(request, "index.html", {"items": items, "next_cursor": next_cursor})
 
 
 @router.get("/my-images")
-async def my_images(request: Request, session: SessionDep, user: WebUserDep) -> Response:
+async def my_images(request: Request, reads: ReadsDep, user: WebUserDep) -> Response:
     if user is None:
         return RedirectResponse(login_url("/my-images"), status_code=303)
-    items, next_cursor = await _gallery_page(request, session, user, None)
+    items, next_cursor = await _gallery_page(request, reads, user, None)
     return render(request, "my_images.html", {"items": items, "next_cursor": next_cursor})
 
 
 @router.get("/partials/gallery")
 async def gallery_partial(
     request: Request,
-    session: SessionDep,
+    reads: ReadsDep,
     user: WebUserDep,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     if user is None:
         raise SessionExpired("/")
-    items, next_cursor = await _gallery_page(request, session, user, cursor)
+    items, next_cursor = await _gallery_page(request, reads, user, cursor)
     return render(request, "_gallery_items.html", {"items": items, "next_cursor": next_cursor})
 
 
@@ -106,9 +108,9 @@ async def upload_page(request: Request, user: WebUserDep) -> Response:
 
 
 @router.get("/image/{image_id}")
-async def image_page(image_id: str, request: Request, session: SessionDep, user: WebUserDep) -> Response:
+async def image_page(image_id: str, request: Request, reads: ReadsDep, user: WebUserDep) -> Response:
     try:
-        image = await image_service.get_image(session, image_id)
+        image = await reads.run(lambda session: image_service.get_image(session, image_id))
     except ImageNotFound:
         return render(request, "404.html", {"what": "image"}, status_code=404)
     # An expired image is gone for everyone; a private one is, to all but its owner, as unknown as a made-up id.

@@ -79,6 +79,11 @@ CACHE_LOOKUPS = Counter(
     "Metadata cache lookups by layer (near = this process, redis) and result (hit, miss, error).",
     ["layer", "result"],
 )
+DB_READS = Counter(
+    "chitram_db_reads",
+    "Reads that may run on the replica, by where they ran (primary, replica) and why (app.services.read_routing).",
+    ["target", "reason"],
+)
 RATE_LIMIT_REFUSALS = Counter("chitram_rate_limit_refusals", "Requests refused by a rate limit, by limit.", ["limit"])
 UPLOAD_SLOT_WAITS = Counter("chitram_upload_slot_waits", "Uploads that waited for an upload slot.")
 UPLOAD_SLOT_TIMEOUTS = Counter(
@@ -132,6 +137,7 @@ class RequestTally:
         # (method, route, status) -> [sum of seconds, count per bucket..., count above the last bucket]
         self._pending: dict[tuple[str, str, int], list[float]] = {}
         self._lookups: dict[tuple[str, str], int] = {}
+        self._reads: dict[tuple[str, str], int] = {}
         self.in_flight = 0
 
     def request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -145,6 +151,10 @@ class RequestTally:
     def cache_lookup(self, layer: str, result: str) -> None:
         key = (layer, result)
         self._lookups[key] = self._lookups.get(key, 0) + 1
+
+    def db_read(self, target: str, reason: str) -> None:
+        key = (target, reason)
+        self._reads[key] = self._reads.get(key, 0) + 1
 
     def flush(self, *, scraping: bool = False) -> None:
         """Hand the sums to prometheus_client (`scraping`: called while answering a scrape, not counted in flight)."""
@@ -162,6 +172,9 @@ class RequestTally:
         lookups, self._lookups = self._lookups, {}
         for (layer, result), count in lookups.items():
             CACHE_LOOKUPS.labels(layer, result).inc(count)
+        reads, self._reads = self._reads, {}
+        for (target, reason), count in reads.items():
+            DB_READS.labels(target, reason).inc(count)
         HTTP_IN_FLIGHT.set(self.in_flight - 1 if scraping else self.in_flight)
 
 

@@ -135,8 +135,8 @@ def _without_query(span: Span, _scope: dict[str, Any]) -> None:
         span.set_attribute("url.query", "")
 
 
-def instrument_engine(engine: AsyncEngine) -> None:
-    """A span for each SQL statement this engine runs; nothing when tracing is off."""
+def instrument_engine(*engines: AsyncEngine) -> None:
+    """A span for each SQL statement these engines run (the primary's, a replica's); nothing when tracing is off."""
     if _provider is None:
         return
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -147,7 +147,9 @@ def instrument_engine(engine: AsyncEngine) -> None:
         instrumentor.uninstrument()
     # skip_dep_check: the instrumentation declares SQLAlchemy < 2.1, but the cursor events it listens to are
     # unchanged in 2.1 (tests/integration/test_tracing.py sees the statements' spans).
-    instrumentor.instrument(engine=engine.sync_engine, tracer_provider=_provider, skip_dep_check=True)
+    instrumentor.instrument(
+        engines=[engine.sync_engine for engine in engines], tracer_provider=_provider, skip_dep_check=True
+    )
 
 
 def shutdown_tracing() -> None:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 ComponentState = Literal["connected", "disconnected"]
+OptionalComponentState = Literal["connected", "disconnected", "disabled"]
 
 
 class UploadConcurrency(BaseModel):
@@ -17,13 +18,17 @@ class UploadConcurrency(BaseModel):
 
 class HealthRead(BaseModel):
     status: Literal["healthy", "degraded", "unhealthy"] = Field(
-        description="unhealthy (503): database or storage down; degraded: Redis down, served without it."
+        description="unhealthy (503): database or storage down; degraded: Redis or the database replica down, "
+        "served without it."
     )
     version: str
     environment: str
     database: ComponentState
+    database_replica: OptionalComponentState = Field(
+        description="The streaming replica (DATABASE_REPLICA_URL); while it is down, reads run on the primary."
+    )
     storage: ComponentState
-    cache: Literal["connected", "disconnected", "disabled"]
+    cache: OptionalComponentState
     rate_limiter: Literal["redis", "memory", "memory-fallback"]
     upload_concurrency: UploadConcurrency
 
@@ -35,8 +40,10 @@ class LiveRead(BaseModel):
 class ReadyRead(BaseModel):
     status: Literal["ready", "degraded", "unready"] = Field(
         description="unready (503): database or storage unreachable; degraded (200): Redis unreachable, so the "
-        "cache and the shared rate limits are skipped (each process limits alone) until it is back."
+        "cache and the shared rate limits are skipped (each process limits alone) until it is back, or the "
+        "database replica unreachable, so every read runs on the primary until it is back."
     )
     database: ComponentState
+    database_replica: OptionalComponentState
     storage: ComponentState
-    cache: Literal["connected", "disconnected", "disabled"]
+    cache: OptionalComponentState

@@ -29,6 +29,7 @@ from app.services import image_access, usage
 from app.services.cache import CacheStatus, Metadata, MetadataCache
 from app.services.content_store import collect_garbage
 from app.services.credentials import Principal
+from app.services.read_routing import ReadRouter
 from app.services.storage import StorageBackend
 from app.services.tokens import delete_token_matches
 from app.utils.cursors import InvalidCursor, decode_cursor, encode_cursor
@@ -57,7 +58,7 @@ async def get_image(session: AsyncSession, image_id: str, *, for_update: bool = 
 
 
 async def get_image_metadata(
-    sessionmaker: async_sessionmaker[AsyncSession],
+    reads: ReadRouter,
     cache: MetadataCache,
     image_id: str,
     *,
@@ -65,14 +66,15 @@ async def get_image_metadata(
 ) -> tuple[Metadata, CacheStatus]:
     """Public metadata, from the cache when it has it (cache-aside), and whether it did.
 
-    A hit touches no database at all: the session is opened only on a miss (a read; nothing commits).
+    A hit touches no database at all. A miss reads the row where `reads` sends it (the replica when it
+    has replayed every write acknowledged before the read began), so what it caches is never older
+    than what the primary would have given.
     """
     parsed = parse_image_id(image_id)
     cached, status = await cache.get(parsed)
     if cached is not None:
         return cached, status
-    async with sessionmaker() as session:
-        image = await get_image(session, image_id)
+    image = await reads.run(lambda session: get_image(session, image_id))
     # Where the original is stored travels with the cached metadata (never in the API's body).
     value = {**ImageRead.describe(image, variant_widths).model_dump(mode="json"), "storage_key": image.storage_key}
     if image.visibility == Visibility.PRIVATE:
