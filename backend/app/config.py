@@ -10,6 +10,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -29,6 +30,22 @@ SUPPORTED_DRIVERS = frozenset({"sqlite+aiosqlite", "postgresql+asyncpg"})
 
 REDIS_CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", *REDIS_CLUSTER_SCHEMES)
+
+
+def _check_cluster_url(url: str) -> None:
+    """Refuse at start-up what the cluster client would only refuse at its first call."""
+    parts = urlsplit(url)
+    hosts = parts.netloc.rpartition("@")[2]
+    seeds = [seed.strip() for seed in hosts.split(",")]
+    if not all(seeds):
+        raise ValueError("a Redis Cluster URL lists seed nodes as host:port,host:port")
+    for seed in seeds:
+        port = seed.rpartition("]")[2] if seed.startswith("[") else seed
+        _, colon, digits = port.rpartition(":")
+        if colon and not digits.isdigit():
+            raise ValueError(f"seed node {seed!r} has no valid port")
+    if parts.path not in ("", "/", "/0"):
+        raise ValueError("a Redis Cluster has only database 0")
 
 
 class Settings(BaseSettings):
@@ -310,6 +327,8 @@ class Settings(BaseSettings):
             return None
         if value is not None and not value.startswith(REDIS_SCHEMES):
             raise ValueError("must start with " + ", ".join(REDIS_SCHEMES))
+        if value is not None and value.startswith(REDIS_CLUSTER_SCHEMES):
+            _check_cluster_url(value)
         return value
 
     @property

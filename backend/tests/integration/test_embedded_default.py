@@ -95,6 +95,9 @@ def test_embedded_default_gives_an_account_its_uploads_and_refuses_a_gone_accoun
         ({"ALLOWED_CONTENT_TYPES": "image/jpeg,image/bmp"}, "ALLOWED_CONTENT_TYPES"),
         ({"MAX_ANIMATION_PIXELS": "1000", "MAX_IMAGE_PIXELS": "2000"}, "MAX_ANIMATION_PIXELS"),
         ({"STRIP_METADATA": "perhaps"}, "STRIP_METADATA"),
+        ({"REDIS_URL": "redis+cluster://127.0.0.1:7000,127.0.0.1:x"}, "REDIS_URL"),
+        ({"REDIS_URL": "redis+cluster://127.0.0.1:7000/2"}, "REDIS_URL"),
+        ({"DATABASE_REPLICA_URL": "postgresql+asyncpg://postgres@127.0.0.1:5433/chitram"}, "DATABASE_REPLICA_URL"),
     ],
 )
 def test_bad_configuration_stops_start_up_with_one_clear_line(variables: dict[str, str], message: str) -> None:
