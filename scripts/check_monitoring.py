@@ -57,6 +57,7 @@ METRICS = {
     "chitram_thumbnails_pending": "gauge",
     "chitram_db_connections_in_use": "gauge",
     "chitram_db_pool_capacity": "gauge",
+    "chitram_db_reads": "counter",
     "chitram_build_info": "gauge",
 }
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
