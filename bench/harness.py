@@ -15,6 +15,9 @@ prints the part it measured):
   observability
             issue 17's cost (observability_scenarios.py): 1's cached metadata and 3's unique 200 KB
             uploads on two servers, metrics and JSON logs off and on, leg by leg in turn;
+  scale     issue 18's per-request cost (scale_scenarios.py): 1's cached metadata and 3's unique 200 KB
+            uploads through nginx, with one API process (`python -m app`) behind it and with two, leg
+            by leg in turn; CPU per request of the API processes together;
   memory    a fresh server for 5, 50 concurrent 5 MB uploads;
   variants  fresh servers for variants (variant_scenarios.py): cold 600 px WebP and AVIF renders with
             their floor, a warm variant against an original of the same bytes, single flight;
@@ -49,11 +52,13 @@ import images
 import observability_scenarios
 import profiles
 import report
+import scale_scenarios
 import targets
 import thumbnail_floor
 from database import REDIS_URL, BenchDatabase, flush_redis
 from observability_scenarios import ObservabilityPass
-from services import BACKEND_DIR, BENCH_DIR, REPO_ROOT, Processes, Service
+from scale_scenarios import ScalePass
+from services import BACKEND_DIR, BENCH_DIR, REPO_ROOT, Processes, Service, clean_env
 from upload_scenarios import UploadBodies, UploadPass
 from variant_scenarios import VariantPass
 from worker_scenarios import WorkerPass
@@ -79,7 +84,7 @@ PROFILED_SCENARIOS = (
     "original_warm",
     "workers_upload_200k",
 )
-PASSES = ("reads", "uploads", "observability", "memory", "variants", "workers", "s3")
+PASSES = ("reads", "uploads", "observability", "scale", "memory", "variants", "workers", "s3")
 
 
 def parse_args() -> argparse.Namespace:
@@ -133,22 +138,6 @@ def _passes(value: str) -> tuple[str, ...]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"passes are {', '.join(PASSES)}; not {', '.join(unknown) or 'none'}")
     return tuple(name for name in PASSES if name in names)
-
-
-def clean_env() -> dict[str, str]:
-    """This process's environment without any of Chitram's settings a developer's shell may carry.
-
-    OpenTelemetry's OTEL_* variables and PROMETHEUS_MULTIPROC_DIR are settings too: one would turn
-    tracing on, the other put every server's metrics in one folder.
-    """
-    from app.config import Settings
-
-    names = {name.upper() for name in Settings.model_fields} | {"PROMETHEUS_MULTIPROC_DIR"}
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if key.upper() not in names and not key.upper().startswith("OTEL_")
-    }
 
 
 def port_of(service: Service) -> int:
@@ -293,6 +282,7 @@ class Run:
             "reads": self.reads_pass,
             "uploads": self.uploads_pass,
             "observability": self.observability_pass,
+            "scale": self.scale_pass,
             "memory": self.memory_pass,
             "variants": self.variants_pass,
             "workers": self.workers_pass,
@@ -387,6 +377,10 @@ class Run:
     def observability_pass(self) -> None:
         """What metrics and JSON logs cost (observability_scenarios.py): two fresh servers, off and on."""
         ObservabilityPass(self, self.file_500k).execute()
+
+    def scale_pass(self) -> None:
+        """Issue 18: CPU per request of the API processes, one behind nginx and two (scale_scenarios.py)."""
+        ScalePass(self, self.file_500k).execute()
 
     def memory_pass(self) -> None:
         """Scenario 5 on a fresh process: its peak is not inflated by what earlier scenarios allocated."""
@@ -510,9 +504,14 @@ def time_budget_seconds(args: argparse.Namespace) -> int:
     The variant pass's cold renders add about three minutes on a busy 2-core machine: 2 x 20 renders of
     each format, half of them by the floor, AVIF the slowest at up to 1.5 s each. The workers pass adds
     a database, a layout's start and a backlog's drain (allowed a minute at most). The observability
-    pass's legs are bounded on their own.
+    and scale passes' legs are bounded on their own.
     """
-    return int(600 + 24 * (args.duration + args.warmup + 20) + observability_scenarios.budget_seconds(args))
+    return int(
+        600
+        + 24 * (args.duration + args.warmup + 20)
+        + observability_scenarios.budget_seconds(args)
+        + scale_scenarios.budget_seconds(args)
+    )
 
 
 def main() -> int:

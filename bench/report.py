@@ -52,6 +52,10 @@ SCENARIOS = (
     "observability_upload_off",
     "observability_upload_on",
     "observability_scrapes",
+    "scale_metadata_one",
+    "scale_metadata_two",
+    "scale_upload_one",
+    "scale_upload_two",
 )
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -316,6 +320,39 @@ def _observability_lines(scenarios: Results) -> list[str]:
     return lines
 
 
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0%}"
+
+
+def _scale_lines(scenarios: Results) -> list[str]:
+    """Issue 18's figures beyond the table: each side leg by leg, and how the two processes shared the work."""
+
+    def legs(scenario: Results) -> str:
+        return ", ".join(_number(leg["req_per_s"]) for leg in scenario.get("legs", []))
+
+    def cpu(scenario: Results) -> str:
+        microseconds = scenario["server_cpu_us_per_request"]
+        return _number(microseconds, "µs") if microseconds < 1000 else _number(microseconds / 1000, "ms")
+
+    lines = []
+    for name, shown in (("metadata", "Cached metadata"), ("upload", "Unique 200 KB JPEG uploads")):
+        one, two = scenarios[f"scale_{name}_one"], scenarios[f"scale_{name}_two"]
+        shares = ", ".join(f"{process} {share:.0%}" for process, share in two["cpu_share_by_process"].items())
+        lines.append(
+            f"- {shown} through nginx with one API process and with two (18, bench/scale_scenarios.py, "
+            f"{one['connections']} connections): CPU per request of the API processes together {cpu(one)} and "
+            f"{cpu(two)}; {_number(one['req_per_s'])} and {_number(two['req_per_s'])} req/s (legs {legs(one)} "
+            f"one, {legs(two)} two) on the same two cores; p99 {_number(one['p99_ms'], 'ms')} and "
+            f"{_number(two['p99_ms'], 'ms')}; the two processes' shares of their CPU: {shares}; machine idle "
+            f"{_number(one['machine_idle_percent'], '%')} and {_number(two['machine_idle_percent'], '%')}. "
+            f"System time {_share(one.get('system_share'))} and {_share(two.get('system_share'))} of that CPU, "
+            f"{_number(one.get('context_switches_per_request'))} and "
+            f"{_number(two.get('context_switches_per_request'))} context switches per request; api-2, idle through "
+            f"the one-process legs, used {_number(one.get('idle_process_cpu_ms_per_s'), 'ms')} of CPU a second."
+        )
+    return lines
+
+
 # The figures beyond the tables, each group shown when its pass ran (a run of `--only` has some).
 _DETAILS = (
     ("upload_200k", _upload_lines),
@@ -324,6 +361,7 @@ _DETAILS = (
     ("variant_warm", _variant_lines),
     ("workers_upload_200k", _worker_lines),
     ("observability_scrapes", _observability_lines),
+    ("scale_metadata_two", _scale_lines),
 )
 
 
@@ -340,8 +378,9 @@ def markdown(results: Results) -> str:
         "reference come from one run on one machine, side by side, because only those ratios mean anything on",
         "shared, noisy machines. Targets are those of issue 5 (1-5), issue 13 (13.x, uploads of every format),",
         "issue 14 (14.x, variants: cold renders, warm variants, single flight), issue 15 (15.x, the job",
-        "queue's worker tier: uploads, the backlog's drain and thumbnail latency with API and worker processes)",
-        "and issue 17 (17, what metrics and JSON logs cost: the same scenarios with them off and on).",
+        "queue's worker tier: uploads, the backlog's drain and thumbnail latency with API and worker processes),",
+        "issue 17 (17, what metrics and JSON logs cost: the same scenarios with them off and on) and issue 18",
+        "(18, the API processes' CPU per request with one of them behind nginx and with two).",
         "",
         f"- Command: `{meta['command']}`",
         *([f"- Passes: {', '.join(meta['only'])} only (`--only`): a partial run"] if meta.get("only") else []),
@@ -481,6 +520,18 @@ def markdown(results: Results) -> str:
         "harness drops a shell's): tracing off installs nothing on the request path (no middleware, no "
         "instrumentation; a stage's span is an empty context manager), so the off server is the tracing-off "
         "case as well and there is no third server to compare with.",
+        "- Issue 18's cost (bench/scale_scenarios.py) is the API processes' CPU per request, summed over them, "
+        "with one `python -m app` process behind nginx and with two: wall-clock throughput cannot show scaling "
+        "when wrk, nginx, PostgreSQL, Redis and every process share two cores, and CPU per request can (a "
+        "process that shares the work should not make each request dearer). One layout serves both sides: two "
+        "API processes (WEB_CONCURRENCY=1 each), a worker tier of one job process (JOB_QUEUE=postgres, so the "
+        "API processes make no thumbnails and the tier's CPU, the same work on both sides, is not counted), and "
+        "nginx with a site balancing over api-1 alone and one over both (round robin, keep-alive connections to "
+        "them); both sides go through the same nginx, so only the number of API processes differs. Separate "
+        "processes rather than WEB_CONCURRENCY=2 on one port: that is how instances scale out, and uvicorn's "
+        "shared socket leaves the split to the kernel's accept, which may give one process most of wrk's "
+        "connections. The legs go one two two one, as 17's do; the two-process side counts only if each process "
+        "did at least a quarter of its CPU and no leg had errors.",
         "",
         "Raw figures of the latest run: `bench/results/latest.json` (git-ignored).",
         "",

@@ -2,7 +2,7 @@
 # `make bench`: install what the benchmark needs, then run bench/harness.py with these arguments.
 #   bash bench/run.sh [--duration SECONDS] [--warmup SECONDS] [--smoke] [--profile] [--only PASS,...]
 #                     [--doc PATH|-] [--results-dir DIR]
-# (passes: reads, uploads, observability, memory, variants, workers, s3; `--only workers` runs the worker
+# (passes: reads, uploads, observability, scale, memory, variants, workers, s3; `--only workers` runs the worker
 # tier alone; `--doc -` prints the page instead of writing it, which a run of `--only` may do)
 # The harness stops what it started; this script's trap is the safety net for a harness that died
 # hard (SIGKILL, out of memory): it kills every process group the harness recorded, then removes

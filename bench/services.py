@@ -30,6 +30,22 @@ START_TIMEOUT_SECONDS = 30.0
 STOP_GRACE_SECONDS = 5.0
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without any of Chitram's settings a developer's shell may carry.
+
+    OpenTelemetry's OTEL_* variables and PROMETHEUS_MULTIPROC_DIR are settings too: one would turn
+    tracing on, the other put every server's metrics in one folder.
+    """
+    from app.config import Settings  # the backend is on sys.path once a harness has started
+
+    names = {name.upper() for name in Settings.model_fields} | {"PROMETHEUS_MULTIPROC_DIR"}
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if key.upper() not in names and not key.upper().startswith("OTEL_")
+    }
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -1,5 +1,6 @@
-"""The targets of issues 5, 13, 14 (variants), 15 (the worker tier) and 17 (what observability costs), each a
-figure of one run against a reference from the same run (but 15.1's drain, an absolute time the issue sets)."""
+"""The targets of issues 5, 13, 14 (variants), 15 (the worker tier), 17 (what observability costs) and 18 (the
+per-request cost from one API process to two), each a figure of one run against a reference from the same run
+(but 15.1's drain, an absolute time the issue sets)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from scale_scenarios import MIN_CPU_SHARE
 from variant_scenarios import SINGLE_FLIGHT_REQUESTS
 
 Results = dict[str, Any]
@@ -90,6 +92,32 @@ def _observability_cost(figure: str, scenario: str, cpu_unit: str) -> tuple[Targ
             lambda r: r[off]["server_cpu_us_per_request"] / per_us,
             measured=measured,
         ),
+    )
+
+
+def _scale_cost(figure: str, scenario: str, cpu_unit: str) -> Target:
+    """Issue 18: the API processes' CPU per request with two of them at most 10% above that with one.
+
+    Measured only if both sides' legs answered without errors and each of the two processes did at
+    least MIN_CPU_SHARE of the two-process side's CPU (else that side was not really two processes).
+    """
+    one, two = f"{scenario}_one", f"{scenario}_two"
+    per_us = {"µs": 1.0, "ms": 1000.0}[cpu_unit]
+
+    def measured(r: Results) -> bool:
+        shares = r[two]["cpu_share_by_process"].values()
+        sides_clean = all(r[side]["requests"] > 0 and r[side]["errors"] == 0 for side in (one, two))
+        return sides_clean and len(shares) == 2 and min(shares) >= MIN_CPU_SHARE
+
+    return Target(
+        f"{figure}, two API processes behind nginx, their CPU per request",
+        lambda r: r[two]["server_cpu_us_per_request"] / per_us,
+        cpu_unit,
+        "≤ 1.10x one",
+        lambda v, c: (_ratio(v, c) or float("inf")) <= 1.10,
+        "one API process behind nginx, CPU each",
+        lambda r: r[one]["server_cpu_us_per_request"] / per_us,
+        measured=measured,
     )
 
 
@@ -288,6 +316,9 @@ TARGETS = (
     # Issue 17 (observability_scenarios.py): two servers, observability off and on, leg by leg in turn.
     *_observability_cost("17. Cached metadata", "observability_metadata", "µs"),
     *_observability_cost("17. Unique 200 KB JPEG uploads", "observability_upload", "ms"),
+    # Issue 18 (scale_scenarios.py): one API process behind nginx and two, leg by leg in turn.
+    _scale_cost("18. Cached metadata", "scale_metadata", "µs"),
+    _scale_cost("18. Unique 200 KB JPEG uploads", "scale_upload", "ms"),
 )
 
 

@@ -28,6 +28,20 @@ def free_port() -> int:
     return port
 
 
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose environment contains `text` (a work directory every child of a run inherits)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if text.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def app_server_env(**overrides: str) -> dict[str, str]:
     """This process's environment minus every setting a developer's shell might carry, plus `overrides`."""
     setting_names = {name.upper() for name in Settings.model_fields}
