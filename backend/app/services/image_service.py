@@ -71,18 +71,19 @@ async def get_image_metadata(
     than what the primary would have given.
     """
     parsed = parse_image_id(image_id)
-    cached, status = await cache.get(parsed)
-    if cached is not None:
-        return cached, status
+    found = await cache.lookup(parsed)
+    if found.metadata is not None:
+        return found.metadata, found.status
     image = await reads.run(lambda session: get_image(session, image_id))
     # Where the original is stored travels with the cached metadata (never in the API's body).
     value = {**ImageRead.describe(image, variant_widths).model_dump(mode="json"), "storage_key": image.storage_key}
     if image.visibility == Visibility.PRIVATE:
         # Who may see it; such metadata is never cached (`cache.cacheable`), so no owner reaches Redis.
         value["owner_id"] = str(image.owner_id)
-    if status == "MISS":
-        await cache.set(parsed, value)  # not while the thumbnail is pending (`cache.cacheable`)
-    return Metadata.of(value), status
+    if found.stamp is not None:
+        # Not if a delete invalidated it meanwhile, nor while the thumbnail is pending (`cache.fill`).
+        await cache.fill(parsed, value, found.stamp)
+    return Metadata.of(value), found.status
 
 
 def authorize_delete(image: Image, principal: Principal | None, delete_token: str | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -155,6 +156,32 @@ async def test_delete_through_another_process_invalidates_for_every_process(
     await wait_until(gone_here_too, what="the deleted image to be 404 in the first process", within=2.0)
     response = await client.get(metadata_url(created["id"]))
     assert (response.status_code, response.json()["detail"]["code"]) == (404, "IMAGE_NOT_FOUND")
+
+
+async def test_reads_racing_a_delete_never_put_the_deleted_image_back_into_the_cache(
+    settings: Settings, raw_redis: Redis
+) -> None:
+    """Reads that missed and loaded the row just before a delete committed fill the cache after the
+    delete's invalidation: without the fill stamp that put the deleted image back for a whole TTL
+    (found by the scale-out scenario: a quarter of such images stayed served)."""
+    plain = without_workers(settings).model_copy(update={"cache_near_ttl_seconds": 0})
+    async with running_app(plain) as (app, client), running_app(plain, empty_tables_on_exit=False) as (_, other):
+        images = [await upload_with_thumbnail(app, client) for _ in range(24)]
+
+        async def race(created: dict[str, Any]) -> int:
+            url = metadata_url(created["id"])
+            answers = await asyncio.gather(
+                *(reader.get(url) for reader in (client, other, client, other, client, other)),
+                client.delete(url, headers=token_of(created)),
+            )
+            return answers[-1].status_code
+
+        assert await asyncio.gather(*(race(created) for created in images)) == [204] * len(images)
+        for created in images:
+            for reader in (client, other):
+                response = await reader.get(metadata_url(created["id"]))
+                assert response.status_code == 404, (created["id"], response.headers.get("X-Cache"))
+            assert await raw_redis.exists(cache_key(created["id"])) == 0
 
 
 async def test_a_pending_entry_in_redis_is_never_served_and_the_ready_metadata_replaces_it(

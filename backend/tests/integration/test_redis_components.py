@@ -106,6 +106,37 @@ async def test_cache_invalidate_forgets_the_entry(handle: RedisHandle, raw_redis
     assert await raw_redis.exists(cache.key(dropped)) == 0
 
 
+async def test_a_fill_after_another_process_invalidated_the_image_is_refused(
+    handle: RedisHandle, redis_url: str, raw_redis: Redis
+) -> None:
+    """A read that missed, then loaded the row just before another process deleted the image, must not
+    put the deleted image back into Redis after the delete's invalidation."""
+    reader = MetadataCache(handle, ttl_seconds=60)
+    deleter_handle = RedisHandle(redis_url)
+    deleter = MetadataCache(deleter_handle, ttl_seconds=60)
+    try:
+        raced, calm = uuid.uuid4(), uuid.uuid4()
+        raced_miss, calm_miss = await reader.lookup(raced), await reader.lookup(calm)
+        assert (raced_miss.status, raced_miss.stamp, calm_miss.stamp) == ("MISS", b"", b"")
+
+        await deleter.invalidate(raced)  # the delete commits and invalidates between the read and its fill
+
+        assert await reader.fill(raced, METADATA, raced_miss.stamp) is False
+        assert await reader.get(raced) == (None, "MISS")
+        assert await raw_redis.exists(reader.key(raced)) == 0
+        assert await reader.fill(calm, METADATA, calm_miss.stamp) is True
+        assert await reader.get(calm) == (Metadata.of(METADATA), "HIT")
+
+        # A miss after the invalidation reads the new stamp and may fill again (a visibility change, say).
+        again = await reader.lookup(raced)
+        assert again.stamp not in (None, b"")
+        assert await reader.fill(raced, METADATA, again.stamp or b"") is True
+        assert await reader.get(raced) == (Metadata.of(METADATA), "HIT")
+        assert 0 < await raw_redis.ttl(reader.stamp_key(raced)) <= 600
+    finally:
+        await deleter_handle.close()
+
+
 async def test_cache_treats_an_unreadable_entry_as_a_miss_and_drops_it(handle: RedisHandle, raw_redis: Redis) -> None:
     cache = MetadataCache(handle, ttl_seconds=60)
     image_id = uuid.uuid4()
