@@ -39,11 +39,12 @@ def _check_cluster_url(url: str) -> None:
     seeds = [seed.strip() for seed in hosts.split(",")]
     if not all(seeds):
         raise ValueError("a Redis Cluster URL lists seed nodes as host:port,host:port")
-    for seed in seeds:
+    for position, seed in enumerate(seeds, start=1):
         port = seed.rpartition("]")[2] if seed.startswith("[") else seed
         _, colon, digits = port.rpartition(":")
         if colon and not digits.isdigit():
-            raise ValueError(f"seed node {seed!r} has no valid port")
+            # By position, not by text: a password with an unescaped '/', '?' or '#' ends up here.
+            raise ValueError(f"seed node {position} has no valid port (percent-encode '/', '?', '#' in a password)")
     if parts.path not in ("", "/", "/0"):
         raise ValueError("a Redis Cluster has only database 0")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import secrets
@@ -42,6 +43,8 @@ CacheStatus = Literal["HIT", "MISS", "DISABLED"]
 # Invalidations that failed during an outage are retried once Redis answers; past this many the
 # oldest are forgotten (they still expire with their TTL).
 MAX_PENDING_INVALIDATIONS = 10_000
+# Invalidations sent to Redis in one go (a backlog after an outage goes in several).
+FLUSH_BATCH = 200
 # How long an invalidation's stamp is kept. A fill is refused when the stamp changed since its miss; a
 # stamp that expired reads as none, so it must outlive any read between its miss and its fill (a
 # request's seconds), while not keeping a key per deleted image for long.
@@ -186,7 +189,8 @@ class MetadataCache:
         return Lookup(metadata, "HIT")
 
     async def set(self, image_id: UUID | str, value: dict[str, Any]) -> None:
-        """Store JSON-compatible metadata (e.g. `model_dump(mode="json")`) with the configured TTL.
+        """Store JSON-compatible metadata (e.g. `model_dump(mode="json")`) with the configured TTL, whatever
+        happened since it was read: for tests and tools that know. A read after a miss uses `fill`.
 
         Metadata that is not `cacheable` (its thumbnail is pending) is not stored.
         """
@@ -271,20 +275,22 @@ class MetadataCache:
             self._listener.stop()
 
     async def _flush_pending(self, client: RedisClient) -> None:
-        if not self._pending_invalidations:
-            return
-        image_ids = list(self._pending_invalidations)
-        # Deleted first, announced second: a process that hears the announcement and reads again
-        # must not find the old entry still in Redis.
-        if isinstance(client, RedisCluster):
-            await self._delete_then_announce_on_cluster(client, image_ids)
-        else:
-            await self._delete_then_announce(client, image_ids)
-        for image_id in image_ids:
-            self._pending_invalidations.pop(image_id, None)
+        # In batches: after an outage thousands may wait, and on a cluster each announcement takes a
+        # connection of its own (the client refuses PUBLISH in a pipeline) from a bounded pool.
+        while self._pending_invalidations:
+            image_ids = list(itertools.islice(self._pending_invalidations, FLUSH_BATCH))
+            # Deleted first, announced second: a process that hears the announcement and reads again
+            # must not find the old entry still in Redis.
+            if isinstance(client, RedisCluster):
+                await self._delete_then_announce_on_cluster(client, image_ids)
+            else:
+                await self._delete_then_announce(client, image_ids)
+            for image_id in image_ids:
+                self._pending_invalidations.pop(image_id, None)
 
-    def _new_stamps(self, image_ids: list[str]) -> list[tuple[str, bytes]]:
-        return [(self.stamp_key(image_id), secrets.token_bytes(12)) for image_id in image_ids]
+    def _new_stamps(self, image_ids: list[str]) -> list[tuple[str, str]]:
+        # Text, so a client made with `decode_responses` reads them back as it reads everything else.
+        return [(self.stamp_key(image_id), secrets.token_hex(12)) for image_id in image_ids]
 
     async def _delete_then_announce(self, client: Redis, image_ids: list[str]) -> None:
         # One server runs a pipeline's commands in order: one round trip for every step. The stamps
@@ -302,12 +308,10 @@ class MetadataCache:
         # slot, to every master at once. A pipeline holding both steps would be split by node and sent
         # to the nodes side by side, so an announcement could overtake the delete it follows: three trips
         # (the stamps first, as on one server).
-        await asyncio.gather(
-            *(
-                client.set(stamp_key, stamp, ex=FILL_STAMP_TTL_SECONDS)
-                for stamp_key, stamp in self._new_stamps(image_ids)
-            )
-        )
+        async with client.pipeline() as pipe:  # a cluster pipeline: one batch per master
+            for stamp_key, stamp in self._new_stamps(image_ids):
+                pipe.set(stamp_key, stamp, ex=FILL_STAMP_TTL_SECONDS)
+            await pipe.execute()
         await client.delete(*(self.key(image_id) for image_id in image_ids))
         # PUBLISH is relayed to every node of the cluster, so any node may take it: a random master each
         # time, not the master of the channel's slot (where redis-py sends it), so that while one master

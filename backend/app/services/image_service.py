@@ -157,20 +157,28 @@ async def update_image(
     image_id = image.id
 
     async def forget() -> None:
-        await forget_cached(image_id)
-        # A reader that loaded the row before our commit may still write its older metadata to the cache
-        # after this invalidation (cache-aside's race, ADR 0006). For a delete that stale entry names
-        # nothing; here it could show a just-made-private image to everyone for a whole TTL. A second
-        # invalidation, once any such reader has long finished, closes the window.
-        task = asyncio.create_task(_forget_again(forget_cached, image_id))
-        _SECOND_INVALIDATIONS.add(task)
-        task.add_done_callback(_SECOND_INVALIDATIONS.discard)
+        await forget_now_and_again(forget_cached, image_id)
 
     after_commit(session, forget)
     return image
 
 
-# Longer than a cache miss takes from its read to its write, by far; short enough to matter little.
+async def forget_now_and_again(forget_cached: Callable[[uuid.UUID], Awaitable[None]], image_id: uuid.UUID) -> None:
+    """Invalidate now, and once more a little later.
+
+    A fill racing the change cannot write the old metadata back (the cache's fill stamp, ADR 0019),
+    but Redis replicates asynchronously: a cluster master that acknowledged the invalidation and died
+    before passing it on leaves its replica, promoted, with the old entry for a whole TTL. The second
+    invalidation, seconds later, reaches the new master.
+    """
+    await forget_cached(image_id)
+    task = asyncio.create_task(_forget_again(forget_cached, image_id))
+    _SECOND_INVALIDATIONS.add(task)
+    task.add_done_callback(_SECOND_INVALIDATIONS.discard)
+
+
+# Longer than a cluster's failover takes (about 2-3 s with cluster-node-timeout 1 s; the call is retried
+# while Redis is skipped), short enough to matter little.
 SECOND_INVALIDATION_DELAY_SECONDS = 2.0
 _SECOND_INVALIDATIONS: set[asyncio.Task[None]] = set()  # referenced until done, so none is collected early
 
@@ -222,7 +230,7 @@ async def collect_removed(
     (ADR 0014): they go with the last row that names them.
     """
     if forget_cached is not None:
-        await forget_cached(removed.image_id)
+        await forget_now_and_again(forget_cached, removed.image_id)
     try:
         await collect_garbage(sessionmaker, storage, removed.checksum, removed.keys)
     except Exception:

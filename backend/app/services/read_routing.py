@@ -13,7 +13,8 @@ while the previous one was on its way), the replay check (one round trip to the 
 the connection last saw replay past the barrier) and the read. A replica that fails (refused, gone,
 not a standby) or has not answered within REPLICA_ATTEMPT_SECONDS sends that read to the primary and
 is skipped for a cool-down, then probed by one read; a query cancelled by a recovery conflict only
-sends its own read back. Where reads went is counted in `chitram_db_reads_total{target, reason}`.
+sends its own read back, and a primary that does not say where it is within BARRIER_SECONDS sends the
+read to the primary. Where reads went is counted in `chitram_db_reads_total{target, reason}`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ DEFAULT_COOLDOWN_SECONDS = 1.0
 # How long a read gives the replica (connection, replay check and the read itself) before it runs on
 # the primary instead; the connection's own time-outs (app.database) end the abandoned attempt.
 REPLICA_ATTEMPT_SECONDS = 1.0
+# How long a read waits for the primary's position before it runs on the primary instead: the question
+# is asked for many reads at once, so one stuck connection must not hold them all for a statement timeout.
+BARRIER_SECONDS = 1.0
 # The write position, not the insert position: with synchronous_commit on (PostgreSQL's default, never
 # changed by Chitram) an acknowledged commit is written, and an idle insert position can point past a
 # page header that replay never reaches.
@@ -60,9 +64,11 @@ RECOVERY_CONFLICT_STATES = frozenset({"40001", "40P01"})
 
 @dataclass(frozen=True, slots=True)
 class Fallback:
-    """The replica did not serve the read: why (a `reason` of `chitram_db_reads_total`)."""
+    """The replica did not serve the read: why (a `reason` of `chitram_db_reads_total`), and the error
+    that makes the breaker skip the replica for a while (None: the replica is fine, e.g. it lags)."""
 
     reason: str
+    error: BaseException | None = None
 
 
 class NotAStandby(Exception):
@@ -70,6 +76,7 @@ class NotAStandby(Exception):
 
 
 REPLICA_FAILURES: tuple[type[Exception], ...] = (*REPLICA_ERRORS, NotAStandby)
+BARRIER_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *REPLICA_ERRORS)
 
 
 class ReplicaBreaker:
@@ -207,61 +214,70 @@ class ReadRouter:
             return await self._on_primary(read, "no_replica")
         if not self.breaker.allows_call():
             return await self._on_primary(read, "replica_down")
-        barrier = await self._position.after_now()
-        outcome = await self._bounded(self._on_replica(self._replica, read, barrier))
+        try:
+            barrier = await asyncio.wait_for(self._position.after_now(), BARRIER_SECONDS)
+        except BARRIER_ERRORS:
+            # The primary did not say where it is: the read runs there (if the primary is down, it fails
+            # there as it would without a replica).
+            return await self._on_primary(read, "barrier_failed")
+        outcome = self._settled(await self._bounded(self._on_replica(self._replica, read, barrier)))
         if isinstance(outcome, Fallback):
             return await self._on_primary(read, outcome.reason)
+        TALLY.db_read("replica", "caught_up")
         return outcome
 
     async def check(self) -> ReplicaState:
         """Health check: ask the replica for its replay position now, ignoring the cool-down; record the answer."""
         if self._replica is None:
             return "disabled"
-        outcome = await self._bounded(self._probe(self._replica))
+        outcome = self._settled(await self._bounded(self._probe(self._replica)))
         return "disconnected" if isinstance(outcome, Fallback) else "connected"
 
-    async def _on_replica(self, replica: AsyncEngine, read: Read[T], barrier: int) -> T | Fallback:
+    def _settled(self, outcome: R | Fallback) -> R | Fallback:
+        """Tell the breaker what an attempt that ended in time found (an abandoned one tells it nothing)."""
+        if isinstance(outcome, Fallback) and outcome.error is not None:
+            self.breaker.record_failure(outcome.error)
+        elif not (isinstance(outcome, Fallback) and outcome.reason == "recovery_conflict"):
+            self.breaker.record_success()
+        return outcome
+
+    @classmethod
+    async def _on_replica(cls, replica: AsyncEngine, read: Read[T], barrier: int) -> T | Fallback:
         try:
             async with read_connection(replica) as connection:
-                caught_up = await self._replayed_past(connection, barrier)
-                self.breaker.record_success()
-                if caught_up:
-                    TALLY.db_read("replica", "caught_up")
+                if await cls._replayed_past(connection, barrier):
                     async with session_on(connection) as session:
                         return await read(session)
             return Fallback("lagging")
         except REPLICA_ERRORS as error:
             if _recovery_conflict(error):
                 return Fallback("recovery_conflict")
-            self.breaker.record_failure(error)
-            return Fallback("replica_failed")
+            return Fallback("replica_failed", error)
         except NotAStandby as error:
-            self.breaker.record_failure(error)
-            return Fallback("not_standby")
+            return Fallback("not_standby", error)
 
-    async def _probe(self, replica: AsyncEngine) -> Fallback | None:
+    @classmethod
+    async def _probe(cls, replica: AsyncEngine) -> Fallback | None:
         try:
             async with read_connection(replica) as connection:
-                await self._replay_position(connection)
+                await cls._replay_position(connection)
         except REPLICA_FAILURES as error:
-            self.breaker.record_failure(error)
-            return Fallback("replica_failed")
-        self.breaker.record_success()
+            return Fallback("replica_failed", error)
         return None
 
     async def _bounded(self, attempt: Coroutine[Any, Any, R]) -> R | Fallback:
         """`attempt`'s outcome, or a fallback once the replica has had REPLICA_ATTEMPT_SECONDS to answer.
 
         The attempt runs as a task of its own and is left to finish alone: after a statement times out on
-        a hung replica, SQLAlchemy waits up to 2 s more for the connection to close gracefully.
+        a hung replica, SQLAlchemy waits up to 2 s more for the connection to close gracefully. What it
+        finds then is ignored: a replica that answers only after the read gave up is no replica to use.
         """
         task = asyncio.create_task(attempt)
         self._attempts.add(task)
         task.add_done_callback(self._attempt_done)
         done, _ = await asyncio.wait({task}, timeout=REPLICA_ATTEMPT_SECONDS)
         if not done:
-            self.breaker.record_failure(TimeoutError(f"no answer within {REPLICA_ATTEMPT_SECONDS} s"))
-            return Fallback("replica_failed")
+            return Fallback("replica_failed", TimeoutError(f"no answer within {REPLICA_ATTEMPT_SECONDS} s"))
         return task.result()
 
     def _attempt_done(self, task: asyncio.Task[Any]) -> None:

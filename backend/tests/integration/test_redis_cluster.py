@@ -302,6 +302,32 @@ async def wait_for_new_master(cluster: LocalRedisCluster, slot: int, dead: Clust
     return await wait_until(promoted, what=f"a replica to take over slot {slot}", within=FAILOVER_DEADLINE_SECONDS)
 
 
+async def test_a_fill_racing_an_invalidation_is_refused_on_the_cluster(cluster: LocalRedisCluster) -> None:
+    """The fill script reads the entry's stamp beside it (hash tag): same slot on a cluster, same rule."""
+    reader_handle, deleter_handle = RedisHandle(cluster.url), RedisHandle(cluster.url)
+    try:
+        reader = MetadataCache(reader_handle, ttl_seconds=60)
+        deleter = MetadataCache(deleter_handle, ttl_seconds=60)
+        images = [uuid.uuid4() for _ in range(12)]  # several slots, so several masters
+        misses = [await reader.lookup(image_id) for image_id in images]
+        assert all(miss.stamp == b"" for miss in misses)
+        for image_id in images[::2]:
+            await deleter.invalidate(image_id)
+
+        pairs = zip(images, misses, strict=True)
+        filled = [await reader.fill(image_id, METADATA, miss.stamp or b"") for image_id, miss in pairs]
+
+        assert filled == [False, True] * 6
+        for image_id, stored in zip(images, filled, strict=True):
+            expected = (Metadata.of(METADATA), "HIT") if stored else (None, "MISS")
+            assert await reader.get(image_id) == expected
+        masters = {await cluster.master_of_slot(key_slot(reader.key(image_id).encode())) for image_id in images}
+        assert len(masters) > 1
+    finally:
+        await reader_handle.close()
+        await deleter_handle.close()
+
+
 async def test_a_hung_master_costs_one_call_at_most_half_a_second_and_then_none(
     own_cluster: LocalRedisCluster,
 ) -> None:
