@@ -14,6 +14,7 @@ fails with one line; it never skips.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, _truncate_tables
 from tests.servers import processes_mentioning
 
 SCENARIO = REPO_ROOT / "bench" / "scale_out_scenario.py"
@@ -80,7 +81,11 @@ def test_two_api_processes_and_two_worker_tiers_lose_nothing_when_one_of_each_is
     command += ["--database-url", postgres_url, "--redis-url", redis_url, "--s3-endpoint", s3_endpoint]
     command += ["--workdir", str(workdir)]
 
-    returncode, stderr = run_scenario(command, workdir)
+    try:
+        returncode, stderr = run_scenario(command, workdir)
+    finally:
+        # The run's database is shared with the tests after this one: leave none of the scenario's rows or jobs.
+        asyncio.run(_truncate_tables(postgres_url))
 
     assert report_path.exists(), stderr[-4000:]
     report = json.loads(report_path.read_text())
