@@ -8,6 +8,7 @@ the replica's own view of its sessions (pg_stat_activity) and from `chitram_db_r
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -20,8 +21,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.database import create_engine, create_replica_engine, create_sessionmaker
+from app.services.read_routing import PrimaryPosition, ReadRouter
 from tests.api.apps import run_thumbnail_job, running_app, without_workers
 from tests.api.waiting import wait_until
 from tests.conftest import _truncate_tables
@@ -289,3 +294,42 @@ def _parent_of(process: Path) -> int | None:
     except OSError:
         return None
     return int(fields[1])
+
+
+async def test_a_primary_that_does_not_give_its_position_sends_the_reads_to_the_primary(
+    replica_settings: Settings,
+) -> None:
+    """The barrier is one question for many reads: if it hangs (a stuck connection) or fails, the reads
+    waiting for it run on the primary within about a second instead of failing or waiting for a
+    statement timeout. A live primary that will not answer one query cannot be made for real here, so
+    the question's answer is scripted; the engines, the replica and the reads are real."""
+    primary = create_engine(replica_settings)
+    replica = create_replica_engine(replica_settings)
+    assert replica is not None
+    try:
+        router = ReadRouter(create_sessionmaker(primary), replica)
+
+        async def in_recovery(session: AsyncSession) -> bool:
+            answer: bool = (await session.execute(text("SELECT pg_is_in_recovery()"))).scalar_one()
+            return answer
+
+        assert await router.run(in_recovery) is True  # caught up: the replica answers
+
+        async def never_answers() -> int:
+            await asyncio.Event().wait()
+            return 0
+
+        router._position = PrimaryPosition(never_answers)
+        started = time.monotonic()
+        assert await asyncio.gather(*(router.run(in_recovery) for _ in range(5))) == [False] * 5
+        assert time.monotonic() - started < HUNG_REPLICA_READ_BOUND_SECONDS
+
+        async def refused() -> int:
+            raise ConnectionRefusedError("the primary's connection was refused")
+
+        router._position = PrimaryPosition(refused)
+        assert await router.run(in_recovery) is False
+        assert router.state() == "connected"  # the replica did nothing wrong
+    finally:
+        await primary.dispose()
+        await replica.dispose()
