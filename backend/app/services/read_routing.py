@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -32,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 
 from app.database import read_connection, read_session, session_on
 from app.observability.metrics import TALLY
+from app.services.breaker import DEFAULT_COOLDOWN_SECONDS, Breaker
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,6 @@ R = TypeVar("R")
 ReplicaState = Literal["connected", "disconnected", "disabled"]
 Read = Callable[[AsyncSession], Awaitable[T]]
 
-DEFAULT_COOLDOWN_SECONDS = 1.0
 # How long a read gives the replica (connection, replay check and the read itself) before it runs on
 # the primary instead; the connection's own time-outs (app.database) end the abandoned attempt.
 REPLICA_ATTEMPT_SECONDS = 1.0
@@ -79,53 +78,12 @@ REPLICA_FAILURES: tuple[type[Exception], ...] = (*REPLICA_ERRORS, NotAStandby)
 BARRIER_ERRORS: tuple[type[Exception], ...] = (TimeoutError, *REPLICA_ERRORS)
 
 
-class ReplicaBreaker:
-    """Remembers a replica failure and skips the replica until the cool-down lets one probe through."""
+class ReplicaBreaker(Breaker):
+    """Skips the replica for a cool-down after a failure (its reads run on the primary meanwhile)."""
 
-    def __init__(
-        self, cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.cooldown_seconds = cooldown_seconds
-        self._clock = clock
-        self._down_since: float | None = None
-        self._next_probe_at = 0.0
-
-    @property
-    def is_down(self) -> bool:
-        """True between a failure and the next success."""
-        return self._down_since is not None
-
-    def allows_call(self) -> bool:
-        """Whether a read should try the replica now (always, or as the one probe of this cool-down)."""
-        if self._down_since is None:
-            return True
-        now = self._clock()
-        if now < self._next_probe_at:
-            return False
-        self._next_probe_at = now + self.cooldown_seconds
-        return True
-
-    def record_success(self) -> None:
-        """Close the breaker; log the recovery once."""
-        if self._down_since is not None:
-            logger.info("database replica: answering again after %.1f s; reads go to it again", self._elapsed())
-            self._down_since = None
-
-    def record_failure(self, error: BaseException) -> None:
-        """Open the breaker; log the outage once, not once per read."""
-        now = self._clock()
-        if self._down_since is None:
-            self._down_since = now
-            logger.warning(
-                "database replica: unusable (%s: %s); reads go to the primary, retrying every %.1f s",
-                type(error).__name__,
-                error,
-                self.cooldown_seconds,
-            )
-        self._next_probe_at = now + self.cooldown_seconds
-
-    def _elapsed(self) -> float:
-        return 0.0 if self._down_since is None else self._clock() - self._down_since
+    log = logger
+    went_down = "database replica: unusable (%s: %s); reads go to the primary, retrying every %.1f s"
+    came_back = "database replica: answering again after %.1f s; reads go to it again"
 
 
 class PrimaryPosition:

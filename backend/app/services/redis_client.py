@@ -15,7 +15,6 @@ the first call after the failure, so once a replica has taken over the cache is 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeAlias, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -27,6 +26,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from app.config import REDIS_CLUSTER_SCHEMES
+from app.services.breaker import DEFAULT_COOLDOWN_SECONDS, Breaker
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ T = TypeVar("T")
 
 CONNECT_TIMEOUT_SECONDS = 0.25
 SOCKET_TIMEOUT_SECONDS = 0.5
-DEFAULT_COOLDOWN_SECONDS = 1.0
 DEFAULT_REDIS_PORT = 6379
 # Per cluster node. The cluster client refuses a call past it (an outage for the breaker) where a
 # single-server pool would open one more connection; requests of one process stay far below it.
@@ -99,51 +98,12 @@ def _host_and_port(item: str) -> tuple[str, int]:
     return host, int(port or DEFAULT_REDIS_PORT)
 
 
-class RedisBreaker:
-    """Remembers a Redis failure and skips Redis until the cool-down lets one probe through."""
+class RedisBreaker(Breaker):
+    """Skips Redis for a cool-down after a failure (the cache and the limits fall back meanwhile)."""
 
-    def __init__(
-        self, cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.cooldown_seconds = cooldown_seconds
-        self._clock = clock
-        self._down_since: float | None = None
-        self._next_probe_at = 0.0
-
-    @property
-    def is_down(self) -> bool:
-        """True between a failure and the next success."""
-        return self._down_since is not None
-
-    def allows_call(self) -> bool:
-        """Whether the caller should try Redis now (always, or as the one probe of this cool-down)."""
-        if self._down_since is None:
-            return True
-        now = self._clock()
-        if now < self._next_probe_at:
-            return False
-        # Only the first caller after the cool-down probes; the others keep skipping until it answers.
-        self._next_probe_at = now + self.cooldown_seconds
-        return True
-
-    def record_success(self) -> None:
-        """Close the breaker; log the recovery once."""
-        if self._down_since is not None:
-            logger.info("redis: reachable again after %.1f s; using it again", self._clock() - self._down_since)
-            self._down_since = None
-
-    def record_failure(self, error: BaseException) -> None:
-        """Open the breaker; log the outage once, not once per request."""
-        now = self._clock()
-        if self._down_since is None:
-            self._down_since = now
-            logger.warning(
-                "redis: unreachable (%s: %s); cache and rate limits fall back, retrying every %.1f s",
-                type(error).__name__,
-                error,
-                self.cooldown_seconds,
-            )
-        self._next_probe_at = now + self.cooldown_seconds
+    log = logger
+    went_down = "redis: unreachable (%s: %s); cache and rate limits fall back, retrying every %.1f s"
+    came_back = "redis: reachable again after %.1f s; using it again"
 
 
 class RedisHandle:
