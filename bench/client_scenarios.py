@@ -7,12 +7,15 @@ import statistics
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
 
 import images
+from database import BenchDatabase
 from services import RssSampler
+from wrk import upload_lua
 
 UPLOAD_PATH = "/api/v1/images/upload"
 POLL_INTERVAL_SECONDS = 0.002
@@ -35,6 +38,24 @@ def register(client: httpx.Client) -> Account:
     response.raise_for_status()
     answer = response.json()
     return Account(answer["access_token"], answer["user"]["id"])
+
+
+def unique_upload_lua(body: bytes, account: Account, body_path: Path) -> str:
+    """wrk's Lua for uploads of `body` as a phone photo by `account`, each one made distinct (no copy)."""
+    return upload_lua(
+        body, account.token, body_path=body_path, filename="phone.jpg", content_type="image/jpeg", unique=True
+    )
+
+
+def all_new(database: BenchDatabase, name: str, account: Account) -> dict[str, int]:
+    """The account's images and contents, which must be as many: no upload of the scenario was a copy."""
+    counted = database.uploads_of(account.user_id)
+    if counted["images"] == 0 or counted["contents"] != counted["images"]:
+        raise RuntimeError(
+            f"{name}: {counted['images']} uploads stored {counted['contents']} distinct contents; "
+            "a unique-upload scenario must send new content every time"
+        )
+    return counted
 
 
 def upload(

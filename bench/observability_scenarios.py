@@ -45,7 +45,7 @@ import client_scenarios
 import images
 from services import CpuReading, Service
 from upload_scenarios import UPLOAD_CONNECTIONS
-from wrk import combine_legs, upload_lua, wait_for_quiet
+from wrk import combine_legs, wait_for_quiet
 
 if TYPE_CHECKING:
     import argparse
@@ -239,7 +239,12 @@ class ObservabilityPass:
         options: dict[str, dict[str, Any]] = {OFF: {}, ON: {}}
         if accounts is not None:
             options = {
-                side: {"connections": UPLOAD_CONNECTIONS, "lua": self.upload_lua(scenario, side, accounts[side])}
+                side: {
+                    "connections": UPLOAD_CONNECTIONS,
+                    "lua": client_scenarios.unique_upload_lua(
+                        self.upload_body, accounts[side], self.run.workdir / f"{scenario}_{side}.body"
+                    ),
+                }
                 for side in options
             }
         for number, side in enumerate(self.order, start=1):
@@ -269,7 +274,7 @@ class ObservabilityPass:
             if accounts is not None:
                 figures["thumbnail_backlog"] = max(leg["thumbnail_backlog"] for leg in measured)
                 figures["backlog_drained_seconds"] = max(leg["backlog_drained_seconds"] for leg in measured)
-                figures.update(self.all_new(f"{scenario}_{side}", accounts[side]))
+                figures.update(client_scenarios.all_new(self.run.database, f"{scenario}_{side}", accounts[side]))
             if side == ON:
                 # At least the requests wrk saw answered, or the metrics did not watch this path.
                 figures["metrics_counted_requests"] = (
@@ -294,23 +299,6 @@ class ObservabilityPass:
         """The server's chitram_http_requests_total now, or None if it serves no metrics."""
         response = httpx.get(server.base_url + METRICS_PATH, timeout=10)
         return requests_counted(response.text) if response.status_code == 200 else None
-
-    def upload_lua(self, scenario: str, side: str, account: client_scenarios.Account) -> str:
-        return upload_lua(
-            self.upload_body,
-            account.token,
-            body_path=self.run.workdir / f"{scenario}_{side}.body",
-            filename="phone.jpg",
-            content_type="image/jpeg",
-            unique=True,
-        )
-
-    def all_new(self, name: str, account: client_scenarios.Account) -> dict[str, int]:
-        """The account's images and contents, which must be as many: no upload of the scenario was a copy."""
-        counted = self.run.database.uploads_of(account.user_id)
-        if counted["images"] == 0 or counted["contents"] != counted["images"]:
-            raise RuntimeError(f"{name}: {counted['images']} uploads stored {counted['contents']} distinct contents")
-        return counted
 
 
 def _lines(server: Service) -> int:

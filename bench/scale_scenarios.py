@@ -45,7 +45,7 @@ import images
 from scale_out_layout import Member, ScaleOutLayout
 from services import Service
 from upload_scenarios import UPLOAD_CONNECTIONS
-from wrk import combine_legs, upload_lua
+from wrk import combine_legs
 
 if TYPE_CHECKING:
     import argparse
@@ -178,7 +178,12 @@ class ScalePass:
         options: dict[str, dict[str, Any]] = {ONE: {}, TWO: {}}
         if accounts is not None:
             options = {
-                side: {"connections": UPLOAD_CONNECTIONS, "lua": self.upload_lua(scenario, side, accounts[side])}
+                side: {
+                    "connections": UPLOAD_CONNECTIONS,
+                    "lua": client_scenarios.unique_upload_lua(
+                        self.upload_body, accounts[side], self.run.workdir / f"{scenario}_{side}.body"
+                    ),
+                }
                 for side in options
             }
         for number, side in enumerate(self.order, start=1):
@@ -229,7 +234,7 @@ class ScalePass:
             if accounts is not None:
                 figures["thumbnail_backlog"] = max(leg["thumbnail_backlog"] for leg in measured)
                 figures["backlog_drained_seconds"] = max(leg["backlog_drained_seconds"] for leg in measured)
-                figures.update(self.all_new(f"{scenario}_{side}", accounts[side]))
+                figures.update(client_scenarios.all_new(self.run.database, f"{scenario}_{side}", accounts[side]))
             run.scenarios[f"{scenario}_{side}"] = figures
         one, two = run.scenarios[f"{scenario}_{ONE}"], run.scenarios[f"{scenario}_{TWO}"]
         run.log(
@@ -254,20 +259,3 @@ class ScalePass:
             if any(c != Counters() for c in idle)
             else None,
         }
-
-    def upload_lua(self, scenario: str, side: str, account: client_scenarios.Account) -> str:
-        return upload_lua(
-            self.upload_body,
-            account.token,
-            body_path=self.run.workdir / f"{scenario}_{side}.body",
-            filename="phone.jpg",
-            content_type="image/jpeg",
-            unique=True,
-        )
-
-    def all_new(self, name: str, account: client_scenarios.Account) -> dict[str, int]:
-        """The account's images and contents, which must be as many: no upload of the scenario was a copy."""
-        counted = self.run.database.uploads_of(account.user_id)
-        if counted["images"] == 0 or counted["contents"] != counted["images"]:
-            raise RuntimeError(f"{name}: {counted['images']} uploads stored {counted['contents']} distinct contents")
-        return counted

@@ -151,7 +151,7 @@ class UploadPass:
             figures = combine_legs(measured)
             figures["thumbnail_backlog"] = max(leg["thumbnail_backlog"] for leg in measured)
             figures["backlog_drained_seconds"] = max(leg["backlog_drained_seconds"] for leg in measured)
-            figures.update(self.all_new(name, accounts[name]))
+            figures.update(client_scenarios.all_new(self.run.database, name, accounts[name]))
             self.run.scenarios[name] = figures
 
     def duplicates(self, client: httpx.Client, server: Service) -> None:
@@ -181,7 +181,7 @@ class UploadPass:
         lua = self.lua(name, account, body, unique=True)
         self.run.wrk(name, server, UPLOAD_PATH, connections=connections, lua=lua, duration=duration, timeout_seconds=30)
         self.run.scenarios[name].update(self.run.wait_for_thumbnails())
-        self.run.scenarios[name].update(self.all_new(name, account))
+        self.run.scenarios[name].update(client_scenarios.all_new(self.run.database, name, account))
 
     def lua(self, name: str, account: Account, body: UploadBody, *, unique: bool) -> str:
         return upload_lua(
@@ -192,16 +192,6 @@ class UploadPass:
             content_type=body.content_type,
             unique=unique,
         )
-
-    def all_new(self, name: str, account: Account) -> dict[str, int]:
-        """The account's images and contents, which must be as many: no upload of the scenario was a copy."""
-        counted = self.run.database.uploads_of(account.user_id)
-        if counted["images"] == 0 or counted["contents"] != counted["images"]:
-            raise RuntimeError(
-                f"{name}: {counted['images']} uploads stored {counted['contents']} distinct contents; "
-                "a unique-upload scenario must send new content every time"
-            )
-        return counted
 
     def floor(self, body: UploadBody, work: str, seconds: float) -> dict[str, Any]:
         folder = self.floor_folder / body.filename

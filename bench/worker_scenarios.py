@@ -161,7 +161,7 @@ class WorkerPass:
                 "queue_wait_max_ms": round(max(waits), 1),
                 "api_cpu_ms_per_upload": round(api_cpu * 1000 / requests, 2) if requests else None,
                 "worker_cpu_ms_per_thumbnail": round(tier_cpu * 1000 / made, 2),
-                **self.all_new(name, account),
+                **client_scenarios.all_new(self.database, name, account),
             }
         )
         run.log(
@@ -177,13 +177,6 @@ class WorkerPass:
         if until is None:
             raise RuntimeError(f"workers: thumbnails still pending after {BACKLOG_LIMIT_SECONDS:g} s")
         return backlog, round(until - started, 3)
-
-    def all_new(self, name: str, account: Account) -> dict[str, int]:
-        """Every upload of the account stored as new content, or the scenario measured copies."""
-        counted = self.database.uploads_of(account.user_id)
-        if counted["images"] == 0 or counted["contents"] != counted["images"]:
-            raise RuntimeError(f"{name}: {counted['images']} uploads stored {counted['contents']} distinct contents")
-        return counted
 
     def floor_half(self, when: str) -> dict[str, Any]:
         """Half of the upload floor's time, in the plain loops of upload_floor.py, with the layout at rest."""

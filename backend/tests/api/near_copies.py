@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import httpx
 import pytest
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.services.cache import MetadataCache
+from app.services.redis_client import RedisHandle
 from tests.api.waiting import wait_until
 
 
@@ -48,3 +55,26 @@ def count_routed(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> RoutedPaths:
 
     monkeypatch.setattr(app.router, "middleware_stack", counting)
     return routed
+
+
+@asynccontextmanager
+async def process_cache(url: str, *, near_ttl_seconds: float = 30.0) -> AsyncIterator[MetadataCache]:
+    """One process's cache with its own Redis handle and listener, as the app's lifespan builds it."""
+    handle = RedisHandle(url, cooldown_seconds=0.2)
+    cache = MetadataCache(handle, ttl_seconds=60, near_ttl_seconds=near_ttl_seconds)
+    listener = asyncio.create_task(cache.listen_for_invalidations())
+    try:
+        if near_ttl_seconds > 0:
+            await wait_until(lambda: holds(cache.near.live), what="the invalidation channel to be subscribed")
+        yield cache
+    finally:
+        cache.stop_listening()
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+        await handle.close()
+
+
+async def holds(value: bool) -> bool:
+    """`value`, as the awaitable `wait_until` asks for."""
+    return value

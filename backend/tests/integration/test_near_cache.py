@@ -7,18 +7,14 @@ not used at all. Outages use a private `redis-server` that the test kills, pause
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
-from app.services.cache import Metadata, MetadataCache
+from app.services.cache import Metadata
 from app.services.near_cache import DEAD_AFTER_SECONDS
-from app.services.redis_client import RedisHandle
+from tests.api.near_copies import holds, process_cache
 from tests.api.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -34,28 +30,6 @@ METADATA = {
 ANNOUNCEMENT_DEADLINE_SECONDS = 2.0
 # Time for a silent channel to be declared dead, plus the same margin.
 DROPPED_WITHIN_SECONDS = DEAD_AFTER_SECONDS + ANNOUNCEMENT_DEADLINE_SECONDS
-
-
-@asynccontextmanager
-async def process_cache(url: str, *, near_ttl_seconds: float = 30.0) -> AsyncIterator[MetadataCache]:
-    """One process's cache with its own Redis handle and listener, as the app's lifespan builds it."""
-    handle = RedisHandle(url, cooldown_seconds=0.2)
-    cache = MetadataCache(handle, ttl_seconds=60, near_ttl_seconds=near_ttl_seconds)
-    listener = asyncio.create_task(cache.listen_for_invalidations())
-    try:
-        if near_ttl_seconds > 0:
-            await wait_until(lambda: _true(cache.near.live), what="the invalidation channel to be subscribed")
-        yield cache
-    finally:
-        cache.stop_listening()
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-        await handle.close()
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def test_warm_entry_is_served_from_memory_until_another_process_announces_a_change(
@@ -115,7 +89,7 @@ async def test_near_copy_is_dropped_when_redis_dies_and_used_again_once_it_retur
         assert not cache.near.live
 
         await throwaway_redis.start()  # same port, empty
-        await wait_until(lambda: _true(cache.near.live), what="the channel to be subscribed again", within=10.0)
+        await wait_until(lambda: holds(cache.near.live), what="the channel to be subscribed again", within=10.0)
 
         async def cached_again() -> bool:
             await cache.set(image_id, METADATA)  # skipped until the breaker lets a call through
@@ -134,7 +108,7 @@ async def test_near_copy_is_dropped_when_redis_hangs(throwaway_redis: RedisServe
         throwaway_redis.pause()
         try:
             await wait_until(
-                lambda: _true(not cache.near.live),
+                lambda: holds(not cache.near.live),
                 what="the silent channel to be given up",
                 within=DROPPED_WITHIN_SECONDS,
             )

@@ -6,12 +6,9 @@ The tests that kill a node get a cluster of their own.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +25,7 @@ from app.services.cache import Metadata, MetadataCache
 from app.services.near_cache import DEAD_AFTER_SECONDS
 from app.services.redis_client import RedisHandle, split_cluster_url
 from tests.api.apps import run_thumbnail_job, running_app, without_workers
-from tests.api.near_copies import warm_near_copy
+from tests.api.near_copies import holds, process_cache, warm_near_copy
 from tests.api.waiting import wait_until
 from tests.factories import make_jpeg, token_of, upload, upload_ok
 from tests.redis_cluster import ClusterNodeServer, LocalRedisCluster, running_redis_cluster
@@ -354,28 +351,6 @@ async def test_a_hung_master_costs_one_call_at_most_half_a_second_and_then_none(
         await handle.close()
 
 
-@asynccontextmanager
-async def process_cache(url: str, *, near_ttl_seconds: float = 30.0) -> AsyncIterator[MetadataCache]:
-    """One process's cache with its own handle and listener, as the app's lifespan builds it."""
-    handle = RedisHandle(url, cooldown_seconds=0.2)
-    cache = MetadataCache(handle, ttl_seconds=60, near_ttl_seconds=near_ttl_seconds)
-    listener = asyncio.create_task(cache.listen_for_invalidations())
-    try:
-        if near_ttl_seconds > 0:
-            await wait_until(lambda: _true(cache.near.live), what="the invalidation channel to be subscribed")
-        yield cache
-    finally:
-        cache.stop_listening()
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-        await handle.close()
-
-
-async def _true(value: bool) -> bool:
-    return value
-
-
 async def subscribed_node(cluster: LocalRedisCluster, channel: str) -> ClusterNodeServer | None:
     """The running node that holds a subscriber of `channel`, if one does."""
     for node in cluster.nodes:
@@ -407,12 +382,12 @@ async def test_the_near_copy_resubscribes_through_another_node_when_its_node_die
 
         await node.kill()
         await wait_until(
-            lambda: _true(not listening.near.live),
+            lambda: holds(not listening.near.live),
             what="the near copy to be given up",
             within=DEAD_AFTER_SECONDS + ANNOUNCEMENT_DEADLINE_SECONDS,
         )
         assert listening.near.get(str(image_id)) is None
-        await wait_until(lambda: _true(listening.near.live), what="a subscription through another node", within=10.0)
+        await wait_until(lambda: holds(listening.near.live), what="a subscription through another node", within=10.0)
         elsewhere = await subscribed_node(own_cluster, listening.channel)
         assert elsewhere is not None
         assert elsewhere.port != node.port
